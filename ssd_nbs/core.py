@@ -9,9 +9,10 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 import matplotlib.patheffects as patheffects
 import numpy as np
+import zlib
 
 # %% auto #0
-__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'show_boxes']
+__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes']
 
 # %% ../nbs/00_core.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -55,6 +56,12 @@ def box_iou(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
     return inter / union.clamp(min=1e-12)
 
 # %% ../nbs/00_core.ipynb #22
+def plain(*ts): # tensors, possibly of fastai's tensor subclasses
+    "The same tensors as plain `torch.Tensor`s (no copy); one tensor in, one out"
+    res = tuple(t.as_subclass(Tensor) if isinstance(t, Tensor) else t for t in ts)
+    return res[0] if len(res) == 1 else res
+
+# %% ../nbs/00_core.ipynb #25
 _COLORS = plt.get_cmap('tab10').colors
 
 def _draw_box(ax, b, color, txt=None, lw=2, ls='-'):
@@ -65,7 +72,7 @@ def _draw_box(ax, b, color, txt=None, lw=2, ls='-'):
         t = ax.text(x1, y1, txt, verticalalignment='top', color=color, fontsize=9, weight='bold')
         t.set_path_effects([patheffects.Stroke(linewidth=2, foreground='black'), patheffects.Normal()])
 
-# %% ../nbs/00_core.ipynb #23
+# %% ../nbs/00_core.ipynb #26
 def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as it is
                boxes, # (n, 4) boxes x1y1x2y2, in pixels (or in [-1,1] with `scaled=True`)
                labels=None, # (n,) class indices or names
@@ -86,7 +93,7 @@ def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as 
         li = int(l) if isinstance(l, (int, np.integer, Tensor)) else None
         if li == 0 or not b.abs().sum(): continue     # padding
         name = vocab[li] if (vocab is not None and li is not None) else l
-        ci = li if li is not None else (list(vocab).index(l) if vocab is not None and l in vocab else hash(str(l)))
+        ci = li if li is not None else (list(vocab).index(l) if vocab is not None and l in vocab else zlib.crc32(str(l).encode()))
         txt = None if name is None else str(name)
         if scores is not None: txt = f'{txt or ""} {float(scores[i]):.2f}'.strip()
         _draw_box(ax, b, _COLORS[ci % len(_COLORS)], txt, lw=lw, ls=ls)

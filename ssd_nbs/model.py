@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from fastai.vision.all import ConvLayer, num_features_model, dummy_eval
+from fastai.vision.all import ConvLayer, ResBlock, num_features_model, dummy_eval
 from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['flatten_conv', 'OutConv', 'SSDHead', 'SSDModel']
+__all__ = ['flatten_conv', 'OutConv', 'SSDHead', 'SSDModel', 'tiny_cnn']
 
 # %% ../nbs/05_multiscale.ipynb #9
 def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
@@ -74,3 +74,16 @@ class SSDModel(nn.Module):
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             raise ValueError(f'SSDModel was built for {self.size}x{self.size} images, got {tuple(x.shape[-2:])}')
         return self.head(self.body(x))
+
+# %% ../nbs/05_multiscale.ipynb #17
+def tiny_cnn(weights=None, # there are no pretrained weights: must be None
+             widths=(16,32,64,128), # channels of the four stride-2 stages
+            )->nn.Module:
+    "A small CNN for CPUs, with the pooling head that fastai's `create_body` cuts off"
+    if weights is not None: raise ValueError('tiny_cnn has no pretrained weights')
+    layers,ni = [],3
+    for i,nf in enumerate(widths):
+        layers.append(ConvLayer(ni, nf, stride=2))
+        if i > 0: layers.append(ResBlock(1, nf, nf))                   # no residual block at full resolution
+        ni = nf
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, 1000))

@@ -8,14 +8,13 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from fastai.vision.all import (Learner, create_body, model_meta, num_features_model, params, L, resnet34, plt,
-                               get_grid)
+from fastai.vision.all import Learner, create_body, create_head, model_meta, dummy_eval, params, L, resnet34, get_grid
 from .core import *
 from .data import ssd_dls
 
 # %% auto #0
-__all__ = ['CLAS_WEIGHT', 'largest_items', 'single_dls', 'make_body', 'SingleBoxHead', 'single_box_model', 'box_l1', 'clas_ce',
-           'clas_acc', 'mean_iou', 'SingleBoxLoss', 'single_split', 'SingleBoxLearner', 'single_learner']
+__all__ = ['largest_items', 'single_dls', 'make_body', 'SingleBoxHead', 'single_box_model', 'box_l1', 'clas_ce', 'clas_acc',
+           'mean_iou', 'SingleBoxLoss', 'single_split', 'SingleBoxLearner', 'single_learner']
 
 # %% ../nbs/02_single_box.ipynb #7
 def largest_items(items, # (files, targets) as from `voc_items`: targets[i] = (boxes, labels), boxes in pixels
@@ -58,28 +57,32 @@ def make_body(arch=resnet34, # a torchvision/fastai model function, e.g. `resnet
     return body
 
 # %% ../nbs/02_single_box.ipynb #25
-class SingleBoxHead(nn.Module):
-    "Pool the features to a grid, flatten, and predict one box in [-1,1] and `n_classes+1` class scores"
+class SingleBoxHead(nn.Sequential):
+    "Pool the features to a g x g grid, flatten, then fastai's `create_head` to one box in [-1,1] and class scores"
     def __init__(self, nf:int, # channels of the body's features
                  n_classes:int, # number of classes, without background
                  g:int=4, # features are average-pooled to a g x g grid
-                 p:float=0.25, # dropout before the linear layer
+                 nh:int=256, # hidden features
+                 p:float=0.25, # dropout of the last linear layer (half of it before the first)
                 ):
-        super().__init__()
-        self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(g), nn.Flatten(), nn.Dropout(p), nn.Linear(nf*g*g, 4+n_classes+1))
+        super().__init__(nn.AdaptiveAvgPool2d(g), nn.Flatten(),
+                         create_head(nf*g*g, 4+n_classes+1, lin_ftrs=[nh], ps=p, pool=False))
 
     def forward(self, x:Tensor, # (bs, nf, h, w) features
                ): # box (bs, 4) in [-1,1], class scores (bs, n_classes+1)
-        x = self.layers(x)                        # (bs, 4+n_classes+1)
+        x = super().forward(x)                   # (bs, 4+n_classes+1)
         return torch.tanh(x[:,:4]), x[:,4:]
 
 # %% ../nbs/02_single_box.ipynb #26
 def single_box_model(body:nn.Module, # from `make_body`
                      n_classes:int, # number of classes, without background
+                     size:int=128, # image size: the head pools to the size of the body's output for it
                      **kwargs, # passed to `SingleBoxHead`
                     )->nn.Sequential: # body and head: `model[0]`, `model[1]`
     "The body followed by a `SingleBoxHead`"
-    return nn.Sequential(body, SingleBoxHead(num_features_model(body), n_classes, **kwargs))
+    mode = body.training
+    feats = dummy_eval(body, (size,size))        # (1, nf, g, g); puts `body` in eval mode
+    return nn.Sequential(body.train(mode), SingleBoxHead(feats.shape[1], n_classes, g=feats.shape[-1], **kwargs))
 
 # %% ../nbs/02_single_box.ipynb #29
 def box_l1(preds, # (box (bs,4), class scores (bs,n_classes+1))
@@ -87,7 +90,7 @@ def box_l1(preds, # (box (bs,4), class scores (bs,n_classes+1))
            lb:Tensor, # (bs,1) true labels, 0 for `#na#`
           )->Tensor: # mean absolute error per coordinate
     "L1 loss between the predicted and true boxes, over the images that have an object"
-    (box,_),(bb,lb) = plain(*preds), plain(bb, lb)
+    box, bb, lb = plain(preds[0], bb, lb)                        # fastai's tensor types don't mix
     keep = lb.view(-1) > 0                                       # (bs,)
     err = (box - bb.view(-1,4)).abs()[keep]                      # (n_keep, 4)
     return err.sum() / (4*keep.sum()).clamp(min=1)
@@ -103,19 +106,19 @@ def clas_acc(preds, bb, lb)->Tensor:
 
 def mean_iou(preds, bb, lb)->Tensor:
     "Mean Jaccard index of the predicted and true boxes"
-    return box_iou(plain(preds[0])[:,None], plain(bb).view(-1,1,4)).mean()  # (bs,1,4),(bs,1,4) -> (bs,1,1)
+    box, bb = plain(preds[0], bb)
+    return box_iou(box[:,None], bb.view(-1,1,4)).mean()       # (bs,1,4),(bs,1,4) -> (bs,1,1)
 
-# %% ../nbs/02_single_box.ipynb #33
-CLAS_WEIGHT = 0.3  # the class part starts about 3x the box part: see below
-
+# %% ../nbs/02_single_box.ipynb #34
 class SingleBoxLoss(nn.Module):
     "L1 loss on the box plus `clas_weight` times the cross-entropy on the class"
-    def __init__(self, clas_weight:float=CLAS_WEIGHT): # weight of the class part
+    def __init__(self, clas_weight:float=0.3): # weight of the class part; see "How much weight on the class?"
         super().__init__(); self.clas_weight = clas_weight
 
     def forward(self, preds, bb, lb):
-        self.last = {'bbox': box_l1(preds, bb, lb), 'clas': clas_ce(preds, bb, lb)}
-        return self.last['bbox'] + self.clas_weight*self.last['clas']
+        bbox, clas = box_l1(preds, bb, lb), clas_ce(preds, bb, lb)
+        self.last = {'bbox': bbox.detach(), 'clas': clas.detach()}
+        return bbox + self.clas_weight*clas
 
     def activation(self, preds): return preds[0], F.softmax(preds[1], -1)
     def decodes(self, preds): return preds[0], preds[1].argmax(-1)
@@ -130,9 +133,8 @@ class SingleBoxLearner(Learner):
         xb, bb, lb = dl.one_batch()
         self.model.eval()
         with torch.no_grad(): box, clas = plain(*self.model(xb))   # (bs,4), (bs,n_classes+1)
-        bb, lb = plain(bb, lb)
         prob, pred = F.softmax(clas, -1).max(-1)                      # (bs,), (bs,)
-        iou = box_iou(box[:,None], bb.view(-1,1,4)).view(-1)          # (bs,)
+        iou = box_iou(box[:,None], plain(bb).view(-1,1,4)).view(-1)   # (bs,)
         imgs = dl.decode((xb,))[0]
         axs = get_grid(min(max_n, len(xb)), ncols=ncols, figsize=figsize)
         for i,ax in enumerate(axs):
@@ -143,13 +145,13 @@ class SingleBoxLearner(Learner):
 def single_learner(dls, # `DataLoaders` from `single_dls`
                    arch=resnet34, # any CNN fastai's `create_body` can cut
                    pretrained:bool=True, # ImageNet weights for the body, if they can be had
-                   clas_weight:float=CLAS_WEIGHT, # weight of the class part of the loss
+                   clas_weight:float=0.3, # weight of the class part of the loss
                    **kwargs, # passed to `Learner`
                   )->SingleBoxLearner:
     "A fastai `Learner` with a single-box model over `arch`, `SingleBoxLoss`, and box and class metrics"
     body = make_body(arch, pretrained)
+    model = single_box_model(body, len(dls.vocab)-1, size=dls.one_batch()[0].shape[-1])
     kwargs.setdefault('metrics', [box_l1, clas_ce, clas_acc, mean_iou])
-    learn = SingleBoxLearner(dls, single_box_model(body, len(dls.vocab)-1), loss_func=SingleBoxLoss(clas_weight),
-                             splitter=single_split, **kwargs)
+    learn = SingleBoxLearner(dls, model, loss_func=SingleBoxLoss(clas_weight), splitter=single_split, **kwargs)
     if body.pretrained: learn.freeze()
     return learn

@@ -1,0 +1,110 @@
+"The console commands `ssd-train` and `ssd-predict`, run for real in subprocesses on a dozen tiny images."
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+
+from ssd_nbs.data import make_shapes, voc_items
+
+def _cmd(name):
+    "The installed console script `name` (next to this Python, else on PATH)"
+    p = Path(sys.executable).parent/name
+    exe = str(p) if p.exists() else shutil.which(name)
+    if exe is None: pytest.fail(f'{name} is not installed: run `pip install -e .`')
+    return exe
+
+def _env(tmp):
+    return {**os.environ, 'MPLBACKEND': 'Agg', 'SSD_NBS_CACHE': str(tmp/'cache')}
+
+def run(tmp, name, *args):
+    return subprocess.run([_cmd(name), *map(str, args)], capture_output=True, text=True, env=_env(tmp), timeout=300)
+
+def run_all(tmp, cmds):
+    "Run several commands at once (the error cases are mostly start-up time); their results, in order"
+    ps = [subprocess.Popen([_cmd(n), *map(str, a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=_env(tmp)) for n,*a in cmds]
+    return [(p.wait(timeout=300), *p.communicate()) for p in ps]
+
+TINY = ('--size', 64, '--epochs', 1, '--bs', 4, '--grids', '4,2,1')
+
+@pytest.fixture(scope='module')
+def tmp(tmp_path_factory): return tmp_path_factory.mktemp('cli')
+
+@pytest.fixture(scope='module')
+def voc(tmp): return make_shapes(tmp/'voc', n=12, size=64)
+
+@pytest.fixture(scope='module')
+def run_dir(tmp, voc):
+    "A tiny training run of `ssd-train` on the VOC folder"
+    out = tmp/'run'
+    r = run(tmp, 'ssd-train', '--data', voc, *TINY, '--out', out)
+    assert r.returncode == 0, r.stderr
+    return out, r
+
+def test_train_writes_model_metrics_and_picture(run_dir, voc):
+    out,r = run_dir
+    assert sorted(o.name for o in out.iterdir()) == ['metrics.json', 'model.pkl', 'predictions.png']  # no temporary file
+    assert 'mAP' in r.stdout and 'train_loss' in r.stdout                                             # the progress table
+    m = json.loads((out/'metrics.json').read_text())
+    assert 0 <= m['mAP'] <= 1 and set(m['per_class']) <= {'circle', 'square', 'triangle'}
+    assert all(0 <= v <= 1 for v in m['per_class'].values())
+    assert m['epochs'] == 1 and len(m['history']) == 1 and m['train_loss'] > 0 and m['valid_loss'] > 0 and m['seconds'] > 0
+    s = m['settings']
+    assert (s['data'], s['format'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'voc', 64, 4, [4,2,1], 'tiny_resnet')
+    assert (s['n_train'], s['n_valid']) == (10, 2)                                       # make_shapes' train/val splits
+    assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is False
+    d = torch.load(out/'model.pkl', weights_only=True)                                  # plain data: no code is run
+    assert d['vocab'][1:] == s['classes'] and d['spec']['size'] == 64
+
+def test_train_on_coco_json(tmp, voc):
+    files,targets = voc_items(voc)
+    cats = sorted({l for _,ls in targets for l in ls})
+    anns = [dict(id=100*j+k, image_id=j, category_id=cats.index(l)+1, bbox=[b[0],b[1],b[2]-b[0],b[3]-b[1]])
+            for j,(bs,ls) in enumerate(targets) for k,(b,l) in enumerate(zip(bs,ls))]
+    js = tmp/'coco'/'train.json'; (tmp/'coco').mkdir()
+    shutil.copytree(voc/'JPEGImages', tmp/'coco'/'images')                              # images/ next to the json
+    js.write_text(json.dumps(dict(images=[dict(id=j, file_name=f.name) for j,f in enumerate(files)], annotations=anns,
+                                  categories=[dict(id=i+1, name=c) for i,c in enumerate(cats)])))
+    r = run(tmp, 'ssd-train', '--data', js, '--format', 'coco', *TINY, '--ratios', '1:1', '--zooms', '1', '--out', tmp/'crun')
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp/'crun'/'metrics.json').read_text())
+    assert (m['settings']['n_train'], m['settings']['n_valid']) == (10, 2) and m['settings']['format'] == 'coco'
+    assert m['settings']['ratios'] == [[1,1]]
+
+def test_predict_writes_pictures_and_detections(tmp, voc, run_dir):
+    out,_ = run_dir
+    img = voc/'JPEGImages'/'000000.jpg'
+    r = run(tmp, 'ssd-predict', out/'model.pkl', img, voc/'JPEGImages', '--out', tmp/'preds', '--thresh', 0.01, '--max-det', 3)
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp/'preds'/'detections.json').read_text())
+    assert (d['thresh'], d['max_det']) == (0.01, 3) and len(d['images']) == 13
+    assert d['images'][0]['file'] == str(img)
+    for o in d['images']:
+        assert (o['width'], o['height']) == (64, 64)
+        assert len(o['boxes']) == len(o['labels']) == len(o['scores']) <= 3
+        assert all(len(b) == 4 and 0 <= b[0] <= b[2] <= 64 and 0 <= b[1] <= b[3] <= 64 for b in o['boxes'])
+        assert set(o['labels']) <= {'circle', 'square', 'triangle'} and all(0 < s <= 1 for s in o['scores'])
+        assert (tmp/'preds'/o['picture']).is_file()
+    assert len(list((tmp/'preds').glob('*.png'))) == 13
+
+def test_errors_are_one_line_and_write_nothing(tmp, voc, run_dir):
+    model = run_dir[0]/'model.pkl'
+    (tmp/'e').mkdir()
+    (tmp/'e'/'empty_voc'/'Annotations').mkdir(parents=True)                                 # a VOC folder with no annotation
+    (tmp/'e'/'text.pkl').write_text('not a model')
+    torch.save({'weights': torch.zeros(2)}, tmp/'e'/'other.pkl')
+    (tmp/'e'/'broken.jpg').write_bytes(b'\xff\xd8 truncated')
+    cases = [  # command and arguments, what the message must name
+        (('ssd-train', '--data', tmp/'e'/'missing', '--out', tmp/'e'/'o1'), str(tmp/'e'/'missing')),
+        (('ssd-train', '--data', tmp/'e'/'empty_voc', '--out', tmp/'e'/'o2'), str(tmp/'e'/'empty_voc'/'Annotations')),
+        (('ssd-predict', tmp/'e'/'missing.pkl', voc, '--out', tmp/'e'/'o4'), str(tmp/'e'/'missing.pkl')),
+        (('ssd-predict', tmp/'e'/'text.pkl', voc, '--out', tmp/'e'/'o5'), str(tmp/'e'/'text.pkl')),
+        (('ssd-predict', tmp/'e'/'other.pkl', voc, '--out', tmp/'e'/'o6'), str(tmp/'e'/'other.pkl')),
+        (('ssd-predict', model, voc/'JPEGImages'/'000001.jpg', tmp/'e'/'broken.jpg', '--out', tmp/'e'/'o7'), str(tmp/'e'/'broken.jpg')),
+    ]
+    for (cmd,want),(rc,out,err) in zip(cases, run_all(tmp, [c for c,_ in cases])):
+        assert rc == 1, (cmd, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and 'Traceback' not in err, (cmd, err)
+        assert lines[0].startswith(f'{cmd[0]}: error: ') and want in lines[0], (cmd, err)
+    assert sorted(o.name for o in (tmp/'e').iterdir()) == ['broken.jpg', 'empty_voc', 'other.pkl', 'text.pkl']  # no output

@@ -14,10 +14,11 @@ from PIL import Image, ImageDraw
 from fastprogress.fastprogress import progress_bar
 from fastai.vision.all import (DataBlock, ImageBlock, BBoxBlock, BBoxLblBlock, ItemGetter, RandomSplitter, IndexSplitter,
                                Resize, aug_transforms, Normalize, imagenet_stats, ItemTransform, TensorBBox,
-                               TensorMultiCategory)
+                               TensorMultiCategory, Transform, PILImage, TfmdDL)
 
 # %% auto #0
-__all__ = ['SHAPES', 'make_shapes', 'VOCWarning', 'voc_items', 'bccd_path', 'ClipBBox', 'ssd_dls']
+__all__ = ['SHAPES', 'make_shapes', 'VOCWarning', 'voc_items', 'bccd_path', 'clean_items', 'ClipBBox', 'SquishResize', 'CachedDL',
+           'ssd_dls']
 
 # %% ../nbs/01_data.ipynb #6
 SHAPES = ('circle', 'square', 'triangle')  # the classes of `make_shapes`
@@ -251,15 +252,16 @@ def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/
         boxes, lbls = _clean_boxes(objs, *sz, vocab, x.name, issues)
         if not boxes: issues['images without objects (left), skipped'].append(x.name); continue
         files.append(f); targets.append((boxes, lbls))
-    if not files: raise ValueError(f'No usable image in {path} (split={split!r}); problems: {dict(issues)}')
-    if issues: _warn_issues(path, issues, files, targets)
+    if not files: raise ValueError(f'No usable image in {path} (split={split!r}); problems: {_problems(issues)}')
+    if issues: _warn_issues(f'voc_items({str(path)!r})', issues, files, targets)
     return files, targets
 
-def _warn_issues(path, issues, files, targets):
+def _problems(issues): return '; '.join(f'{len(v)} {k}: {_names(v, 3)}' for k,v in issues.items()) or 'none'
+
+def _warn_issues(what, issues, files, targets):
     msg = '\n'.join(f'  - {len(v)} {k}: {_names(v)}' for k,v in issues.items())
     n_box = sum(len(b) for b,_ in targets)
-    warnings.warn(f'voc_items({str(path)!r}) kept {len(files)} images and {n_box} boxes, but found:\n{msg}',
-                  VOCWarning, stacklevel=3)
+    warnings.warn(f'{what} kept {len(files)} images and {n_box} boxes, but found:\n{msg}', VOCWarning, stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #63
 def bccd_path()->Path:
@@ -274,7 +276,35 @@ def bccd_path()->Path:
         raise FileNotFoundError(f'No BCCD data set: set SSD_NBS_BCCD to its folder. Looked in {_names(map(str, tried), 20)}')
     return p
 
-# %% ../nbs/01_data.ipynb #82
+# %% ../nbs/01_data.ipynb #75
+def _coords(b, name): # the 4 coordinates of box `b` (of image `name`) as finite floats, or a ValueError
+    try: c = [float(v) for v in b]
+    except (TypeError, ValueError): c = []
+    if len(c) != 4 or not np.isfinite(c).all(): raise ValueError(f'{name}: a box is not 4 finite numbers: {b!r}')
+    return c
+
+def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
+                vocab=None, # if given, boxes with other labels are dropped
+                source=None, # what the items were read from (a json file, say), for the messages
+               )->tuple: # (files, targets), files as `Path`s
+    "The `(files, targets)` of `items` with the dirty-data policy of `voc_items`: checked, clipped, reported once"
+    files, targets = items
+    if len(files) != len(targets): raise ValueError(f'{source or "items"}: {len(files)} files but {len(targets)} targets')
+    issues, fs, ts = defaultdict(list), [], []
+    for f,(bs,ls) in zip(map(Path, files), targets):
+        if len(bs) != len(ls): raise ValueError(f'{f}: {len(bs)} boxes but {len(ls)} labels')
+        objs = [(str(l), _coords(b, f)) for b,l in zip(bs, ls)]
+        if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
+        sz = _image_size(f)
+        if sz is None: issues['unreadable images, skipped'].append(f.name); continue
+        boxes, lbls = _clean_boxes(objs, *sz, vocab, f.name, issues)
+        if not boxes: issues['images without objects (left), skipped'].append(f.name); continue
+        fs.append(f); ts.append((boxes, lbls))
+    if not fs: raise ValueError(f'No usable image in {source or "items"}; problems: {_problems(issues)}')
+    if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
+    return fs, ts
+
+# %% ../nbs/01_data.ipynb #85
 class ClipBBox(ItemTransform):
     "Clip a batch's boxes to [-1,1]; empty boxes and padding become zeros with label 0, at the end"
     order = 95  # after the affine augmentations (30), before Normalize (99)
@@ -288,7 +318,23 @@ class ClipBBox(ItemTransform):
         box = box.gather(1, idx[...,None].expand(-1,-1,4)) * keep[...,None]        # (bs, n, 4)
         return x, TensorBBox(box, img_size=getattr(bb, 'img_size', None)), TensorMultiCategory(lbl * keep)
 
-# %% ../nbs/01_data.ipynb #87
+# %% ../nbs/01_data.ipynb #90
+class SquishResize(Transform):
+    "Squish a PIL image to `size` x `size` (after `PointScaler` has scaled its boxes to [-1,1], so they need no change)"
+    order = 2  # after PointScaler (order 1), before ToTensor (order 5)
+    def __init__(self, size:int, resample=Image.BILINEAR): self.size,self.resample = (size,size),resample
+    def encodes(self, x:PILImage): return x if x.size == self.size else PILImage(x.resize(self.size, self.resample))
+
+# %% ../nbs/01_data.ipynb #94
+class CachedDL(TfmdDL):
+    "A `TfmdDL` that keeps the items it has made, after the item transforms, in memory (use with `num_workers=0`)"
+    def do_item(self, s):
+        if s is None: return super().do_item(s)
+        cache = self.__dict__.setdefault('_items', {})
+        if s not in cache: cache[s] = super().do_item(s)
+        return cache[s]
+
+# %% ../nbs/01_data.ipynb #96
 def _rows(items): # (files, targets) -> [(file, boxes, labels), ...]
     files, targets = items
     if len(files) != len(targets): raise ValueError(f'{len(files)} files but {len(targets)} targets')
@@ -300,14 +346,21 @@ def ssd_dls(items, # (files, targets) as returned by `voc_items` or `get_annotat
             bs=16, # batch size
             valid_pct=0.2, seed=42, # random split, when `valid_items` is None
             aug=True, # flips, zoom and lighting on the training set
+            vocab=None, # the class names (with or without `#na#`); None: every label of `items` and `valid_items`
+            cache:bool=False, # keep the items in memory after the first epoch (`CachedDL`; no worker processes)
             num_workers=0, **kwargs):
     "Detection `DataLoaders`: batches `(xb, bb, lb)` of shapes (bs,3,size,size), (bs,n,4) in [-1,1], (bs,n)"
     rows, vrows = _rows(items), ([] if valid_items is None else _rows(valid_items))
     splitter = IndexSplitter(range(len(rows), len(rows)+len(vrows))) if vrows else RandomSplitter(valid_pct, seed=seed)
-    vocab = sorted({l for *_,ls in rows+vrows for l in ls})
+    if vocab is None: vocab = sorted({l for *_,ls in rows+vrows for l in ls})
+    else:
+        vocab = [str(o) for o in vocab if o != '#na#']
+        bad = [f'{f.name} ({l})' for f,_,ls in rows+vrows for l in ls if l not in vocab]
+        if bad: raise ValueError(f'{len(bad)} boxes have a label that is not in vocab {vocab}: {_names(bad)}')
     augs = aug_transforms(max_rotate=0., max_zoom=1.1, max_warp=0.) if aug else []
     dblock = DataBlock(blocks=(ImageBlock, BBoxBlock, BBoxLblBlock(vocab=vocab)), n_inp=1,
                        getters=[ItemGetter(0), ItemGetter(1), ItemGetter(2)], splitter=splitter,
-                       item_tfms=Resize(size, method='squish'),
+                       item_tfms=SquishResize(size),
                        batch_tfms=[*augs, ClipBBox(), Normalize.from_stats(*imagenet_stats)])
+    if cache: kwargs['dl_type'],num_workers = CachedDL,0
     return dblock.dataloaders(rows+vrows, bs=bs, num_workers=num_workers, **kwargs)

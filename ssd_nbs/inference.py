@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 from PIL import Image
-from fastai.vision.all import PILImage, noop
+from fastai.vision.all import PILImage, noop, tensor
 from .core import *
 from .loss import decode_preds
 

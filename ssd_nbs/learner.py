@@ -13,7 +13,7 @@ from .loss import *
 from .single import make_body
 
 # %% auto #0
-__all__ = ['ssd_split', 'SSDLearner', 'ssd_learner']
+__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
 
 # %% ../nbs/06b_learner.ipynb #6
 def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
@@ -37,7 +37,39 @@ class SSDLearner(Learner):
                        title='prediction' if i==0 else None)
         plt.tight_layout()
 
-# %% ../nbs/06b_learner.ipynb #8
+# %% ../nbs/06b_learner.ipynb #9
+from pathlib import Path
+import warnings
+from fastcore.basics import patch
+from fastai.vision.all import Callback, rank_distrib
+
+# %% ../nbs/06b_learner.ipynb #10
+class NonFiniteLossError(RuntimeError):
+    "The loss became NaN or infinite, so training was stopped"
+    def __init__(self, msg): super().__init__(msg); self.msg = msg   # fastai prefixes `args`; `msg` stays one line
+
+class StopOnNonFinite(Callback):
+    "Raise `NonFiniteLossError` as soon as a training or validation loss is NaN or infinite"
+    def after_loss(self):
+        if torch.isfinite(self.learn.loss).all(): return
+        lrs = list(getattr(getattr(self.learn, 'recorder', None), 'lrs', [])) or [h['lr'] for h in self.opt.hypers]
+        raise NonFiniteLossError(
+            f"the loss became {float(self.learn.loss.detach())} in {'training' if self.training else 'validation'} batch "
+            f"{self.iter+1}/{self.n_iter} of epoch {self.epoch+1}/{self.n_epoch} (highest learning rate so far "
+            f"{max(lrs):.3g}); the learning rate is probably too high: try one 10 times lower, or pick one with lr_find()")
+
+# %% ../nbs/06b_learner.ipynb #12
+def _crowded(dls, n_anc:int)->list: # names of the images of `dls` with more objects than `n_anc`
+    rows = [o for dl in (dls.train, dls.valid) for o in getattr(dl, 'items', [])]
+    return [Path(o[0]).name for o in rows if isinstance(o, (tuple, list)) and len(o) == 3 and len(o[1]) > n_anc]
+
+def _warn_crowded(dls, n_anc:int):
+    if names := _crowded(dls, n_anc):
+        warnings.warn(f'{len(names)} images have more objects than the {n_anc} anchors, so some of their objects can '
+                      f'never be matched (add grids, zooms or ratios): {", ".join(names[:10])}'
+                      + (f' and {len(names)-10} more' if len(names) > 10 else ''), stacklevel=3)
+
+# %% ../nbs/06b_learner.ipynb #13
 def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
                 arch=resnet34, # any CNN fastai's `create_body` can cut
                 grids=(4,2,1), zooms=(0.7,1.,1.3), ratios=((1.,1.),(1.,.5),(.5,1.)), # anchors
@@ -52,6 +84,43 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop)
     loss = SSDLoss(make_anchors(grids, zooms, ratios), thresh, gamma, alpha, bbox_weight, clas_weight)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
+    kwargs['cbs'] = L(kwargs.get('cbs')) + [StopOnNonFinite()]            # see "Two checks on every learner"
+    _warn_crowded(dls, len(loss.anchors))
     learn = SSDLearner(dls, model, loss_func=loss, splitter=ssd_split, **kwargs)
     if body.pretrained: learn.freeze()                                     # train the head first
     return learn
+
+# %% ../nbs/06b_learner.ipynb #27
+import os, cloudpickle
+from types import SimpleNamespace
+from collections import ChainMap
+try: from plum import Function as _PlumFunction
+except ImportError: _PlumFunction = None                                    # fastai < 2.8: no plum, nothing to do
+
+def _plum_function(f, owner, impls): # rebuild a plum `Function` saved by `_reduce_plum`
+    res = _PlumFunction(f, owner=owner)
+    for impl,prec in impls: res.dispatch(impl, precedence=prec)
+    return res
+
+def _reduce_plum(f): # pickle a plum `Function` as its methods, without its lock
+    return _plum_function, (f._f, getattr(f, '_owner_name', None),
+                            [(m.implementation, getattr(m.signature, 'precedence', 0)) for m in f.methods])
+
+class _Pickler(cloudpickle.Pickler):
+    "fastai's export pickler, which can also pickle plum `Function`s"
+    dispatch_table = ChainMap({_PlumFunction: _reduce_plum} if _PlumFunction else {}, cloudpickle.Pickler.dispatch_table)
+
+_pickle_module = SimpleNamespace(__name__='ssd_nbs.learner', Pickler=_Pickler, dump=cloudpickle.dump)  # for torch.save
+
+# %% ../nbs/06b_learner.ipynb #28
+@patch
+def export(self:SSDLearner, fname='export.pkl', pickle_protocol=2):
+    "`Learner.export` that can pickle the transforms fastai makes from functions, written atomically"
+    if rank_distrib(): return                                               # as in fastai: only the main process writes
+    dest = Path(self.path)/fname
+    tmp = dest.parent/f'.{dest.name}.{os.getpid()}.tmp'
+    try:
+        Learner.export(self, tmp, pickle_module=_pickle_module, pickle_protocol=pickle_protocol)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists(): tmp.unlink()

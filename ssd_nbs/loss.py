@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torchvision.ops import batched_nms
 from fastcore.basics import patch
 from fastai.vision.all import Metric, find_bs
@@ -32,7 +33,39 @@ def ssd_targets(bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-pad
     gt_lbl = labels.gather(1, idx) * pos                                   # (bs, n_anchors)
     return gt_bb, gt_lbl, pos
 
-# %% ../nbs/06_loss.ipynb #7
+# %% ../nbs/06_loss.ipynb #8
+_BCE_CHUNK = 2**20  # scores handled at a time by `_softplus_sum`
+
+def _softplus_sum(x:Tensor)->Tensor: # (..., n) scores -> () sum of log(1+e^x)
+    "Sum of `log(1+e^x) = max(x,0) + log(1+e^-|x|)` over `x`, a few rows at a time, one `log` per 64 scores"
+    x = x.reshape(-1, x.shape[-1])                                        # a view, even of `clas[...,1:]`
+    rows,tot = max(1, _BCE_CHUNK // max(x.shape[-1],1)),[x.new_zeros(())]
+    for i in range(0, len(x), rows):
+        xi = x[i:i+rows]
+        if xi.dtype == torch.float16: xi = xi.float()                     # 0.5**64 would underflow in float16
+        a = xi.abs()
+        tot.append((xi.sum() + a.sum()) / 2)                              # sum of max(x,0) = (x+|x|)/2
+        s = torch.sigmoid(a, out=a).reshape(-1)                           # 1/(1+e^-|x|), in [0.5, 1]
+        k = len(s) // 64 * 64
+        tot.append(-s[:k].view(-1, 64).prod(1).log_().sum() - s[k:].log().sum())   # -sum of log(1/(1+e^-|x|))
+    return torch.stack(tot).sum().to(x.dtype)
+
+class _BCEOneHot(torch.autograd.Function):
+    "Summed BCE with logits of `clas[...,1:]` against targets that are 1 at the positives (`b`,`a`,`l`), 0 elsewhere"
+    @staticmethod
+    def forward(ctx, clas, b, a, l): # (bs, n_anc, n_cls+1) scores; (n_pos,) image, anchor and class of each positive
+        ctx.save_for_backward(clas, b, a, l)
+        return _softplus_sum(clas[...,1:]) - clas[b,a,l].sum()            # sum of log(1+e^x) - x*t
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        clas,b,a,l = ctx.saved_tensors
+        grad = torch.sigmoid(clas).mul_(g)                                # d/dx log(1+e^x) = sigmoid(x)
+        grad[...,0] = 0.                                                  # the background score is not used
+        grad[b,a,l] -= g                                                  # d/dx -x*t
+        return grad, None, None, None
+
+# %% ../nbs/06_loss.ipynb #9
 class SSDLoss:
     "SSD loss over a padded batch: L1 on matched boxes + (focal) binary cross-entropy on classes"
     def __init__(self, anchors:Tensor, # (n_anchors, 4) from `make_anchors`
@@ -48,14 +81,17 @@ class SSDLoss:
     def parts(self, preds, bboxes, labels): # (bbox loss, class loss)
         "The two parts of the loss, each divided by the number of matched anchors"
         box_act,clas = plain(*preds)                                       # (bs, n_anc, 4), (bs, n_anc, n_cls+1)
-        bboxes,labels = plain(bboxes, labels)
+        bboxes,labels = plain(bboxes, labels.long())
         anc = self.anchors.to(box_act.device)
-        gt_bb,gt_lbl,pos = ssd_targets(bboxes, labels.long(), anc, self.thresh)
-        n_pos = max(int(pos.sum()), 1)
-        anc_pos = anc.expand_as(box_act)[pos]                              # (n_pos, 4)
-        bb = (box_act[pos] - bbox_to_activ(gt_bb[pos], anc_pos)).abs().sum()
-        targ = F.one_hot(gt_lbl, clas.shape[-1])[...,1:].float()           # (bs, n_anc, n_cls), no background
-        cl = bce_loss(clas[...,1:], targ, self.gamma, self.alpha)
+        m = match_anchors(bboxes, anc, self.thresh, valid=labels > 0)     # (bs, n_anc) matched gt or -1
+        b,a = (m >= 0).nonzero(as_tuple=True)                              # (n_pos,) image and anchor of each match
+        g = m[b,a]; l = labels[b,g]                                        # (n_pos,) its gt and the gt's class
+        n_pos = max(len(b), 1)
+        bb = (box_act[b,a] - bbox_to_activ(bboxes[b,g], anc[a])).abs().sum()
+        if self.gamma == 0: cl = _BCEOneHot.apply(clas, b, a, l)
+        else:
+            targ = torch.zeros_like(clas); targ[b,a,l] = 1.                # one-hot class targets, background 0
+            cl = bce_loss(clas[...,1:], targ[...,1:], self.gamma, self.alpha)
         return bb/n_pos, cl/n_pos
 
     def __call__(self, preds, bboxes, labels):
@@ -63,7 +99,7 @@ class SSDLoss:
         self.last = dict(bbox=bb.detach(), clas=cl.detach())
         return self.bbox_weight*bb + self.clas_weight*cl
 
-# %% ../nbs/06_loss.ipynb #15
+# %% ../nbs/06_loss.ipynb #19
 class LossPart(Metric):
     "Average of one part (`'bbox'` or `'clas'`) of `SSDLoss` over the validation set"
     def __init__(self, part:str): self.part = part
@@ -76,7 +112,7 @@ class LossPart(Metric):
     @property
     def name(self): return f'{self.part}_loss'
 
-# %% ../nbs/06_loss.ipynb #17
+# %% ../nbs/06_loss.ipynb #21
 def decode_preds(boxes:Tensor, # (bs, n_anchors, 4) boxes x1y1x2y2
                  scores:Tensor, # (bs, n_anchors, n_classes) probabilities, no background
                  thresh:float=0.3, iou:float=0.5, max_det:int=100,

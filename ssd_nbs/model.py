@@ -73,6 +73,7 @@ class SSDModel(nn.Module):
     def forward(self, x): # (bs, 3, size, size) -> (bs, n_anchors, 4), (bs, n_anchors, n_classes+1)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             raise ValueError(f'SSDModel was built for {self.size}x{self.size} images, got {tuple(x.shape[-2:])}')
+        x = x.as_subclass(Tensor)   # fastai's TensorImage would route every layer through its `__torch_function__`
         return self.head(self.body(x))
 
 # %% ../nbs/05_multiscale.ipynb #17

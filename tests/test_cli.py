@@ -1,5 +1,5 @@
 "The console commands `ssd-train` and `ssd-predict`, run for real in subprocesses on a dozen tiny images."
-import json, os, shutil, subprocess, sys
+import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -43,7 +43,7 @@ def run_dir(tmp, voc):
 
 def test_train_writes_model_metrics_and_picture(run_dir, voc):
     out,r = run_dir
-    assert sorted(o.name for o in out.iterdir()) == ['metrics.json', 'model.pkl', 'predictions.png']  # no temporary file
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.pkl', 'predictions.png']
     assert 'mAP' in r.stdout and 'train_loss' in r.stdout                                             # the progress table
     m = json.loads((out/'metrics.json').read_text())
     assert 0 <= m['mAP'] <= 1 and set(m['per_class']) <= {'circle', 'square', 'triangle'}
@@ -108,3 +108,78 @@ def test_errors_are_one_line_and_write_nothing(tmp, voc, run_dir):
         assert len(lines) == 1 and 'Traceback' not in err, (cmd, err)
         assert lines[0].startswith(f'{cmd[0]}: error: ') and want in lines[0], (cmd, err)
     assert sorted(o.name for o in (tmp/'e').iterdir()) == ['broken.jpg', 'empty_voc', 'other.pkl', 'text.pkl']  # no output
+
+# ---- reliability: a loss that explodes, runs that die and are resumed, the same numbers twice, several processes
+
+@pytest.fixture(scope='module')
+def runs(tmp, voc, run_dir):
+    """More runs, at once: a twin of `run_dir` (with --fp16, a no-op on a CPU), one with a far too high learning rate,
+    and a 1-epoch run resumed to 2 epochs (from a copy of `run_dir`)"""
+    shutil.copytree(run_dir[0], tmp/'resumed')
+    cmds = {'twin': ('ssd-train', '--data', voc, *TINY, '--fp16', '--out', tmp/'twin'),
+            'nan': ('ssd-train', '--data', voc, *TINY, '--lr', 1e6, '--out', tmp/'nan'),
+            'resumed': ('ssd-train', '--data', voc, *TINY, '--epochs', 2, '--resume', '--out', tmp/'resumed')}
+    return dict(zip(cmds, run_all(tmp, list(cmds.values()))))
+
+def _metrics(d): return json.loads((d/'metrics.json').read_text())
+
+def test_same_seed_same_metrics(run_dir, runs, tmp):
+    rc,out,err = runs['twin']
+    assert rc == 0, err
+    if not torch.cuda.is_available(): assert 'ssd-train: warning: --fp16: no GPU' in err, err
+    a,b = _metrics(run_dir[0]), _metrics(tmp/'twin')
+    assert len(a['history']) == len(b['history']) == 1
+    for k,v in a['history'][0].items(): assert b['history'][0][k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    assert b['per_class'] == pytest.approx(a['per_class'], abs=1e-6)
+
+def test_non_finite_loss_stops_with_one_line_and_no_model(runs, tmp):
+    rc,out,err = runs['nan']
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and 'Traceback' not in err, err
+    assert lines[0].startswith('ssd-train: error: training stopped: the loss became nan') and 'lower' in lines[0], err
+    assert not (tmp/'nan'/'model.pkl').exists() and not (tmp/'nan'/'checkpoint.pth').exists()
+
+def test_resume_a_1_epoch_run_to_2_epochs(run_dir, runs, tmp):
+    rc,out,err = runs['resumed']
+    assert rc == 0, err
+    first, m = _metrics(run_dir[0]), _metrics(tmp/'resumed')
+    assert m['epochs'] == 2 and [h['epoch'] for h in m['history']] == [0, 1]
+    assert m['history'][0] == first['history'][0]                                       # epoch 0: from the checkpoint
+    ck = torch.load(tmp/'resumed'/'checkpoint.pth', weights_only=True)
+    assert ck['epoch'] == 2
+    before = torch.load(run_dir[0]/'model.pkl', weights_only=True)['state_dict']
+    after = torch.load(tmp/'resumed'/'model.pkl', weights_only=True)['state_dict']
+    assert any(not torch.equal(before[k], after[k]) for k in before)                     # it trained on
+    assert not any(o.name.endswith('.tmp') for o in (tmp/'resumed').iterdir())
+
+def test_killed_run_leaves_no_model_and_resumes(tmp, voc):
+    "Kill -9 `ssd-train` once its first checkpoint is written: no model.pkl, a readable checkpoint, and --resume ends the run"
+    out = tmp/'killed'
+    args = [_cmd('ssd-train'), '--data', str(voc), *map(str, TINY), '--epochs', '4', '--out', str(out)]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp))
+    t = time.time()
+    while not (out/'checkpoint.pth').exists() and p.poll() is None and time.time()-t < 240: time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert (out/'checkpoint.pth').exists()
+    assert not (out/'model.pkl').exists()                                                # 3 epochs were still to come
+    done = torch.load(out/'checkpoint.pth', weights_only=True)['epoch']
+    assert 1 <= done < 4
+    r = run(tmp, 'ssd-train', '--data', voc, *TINY, '--epochs', 4, '--resume', '--out', out)
+    assert r.returncode == 0, r.stderr
+    m = _metrics(out)
+    assert m['epochs'] == 4 and [h['epoch'] for h in m['history']] == [0, 1, 2, 3]
+    torch.load(out/'model.pkl', weights_only=True)
+
+def test_two_processes_with_gloo(tmp, voc, run_dir):
+    "The distributed path as far as a CPU allows it: 2 processes (torchrun, gloo), each training on half of each batch"
+    pytest.importorskip('accelerate')
+    out = tmp/'ddp'
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', _cmd('ssd-train'),
+                        '--data', str(voc), *map(str, TINY), '--epochs', '2', '--workers', '0', '--out', str(out)],
+                       capture_output=True, text=True, env=_env(tmp), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.pkl', 'predictions.png']
+    m = _metrics(out)
+    assert m['settings']['processes'] == 2 and m['epochs'] == 2 and 0 <= m['mAP'] <= 1
+    assert r.stdout.count('mAP@0.5') == 1                                                # only the main process reports
+    torch.load(out/'model.pkl', weights_only=True)

@@ -76,3 +76,39 @@ def test_ssd_loss_finite(bs, n_gt, gamma, scale, seed):
     loss = SSDLoss(anc, gamma=gamma)(preds, bb, lbl)
     loss.backward()
     assert loss.isfinite() and all(t.grad.isfinite().all() for t in preds)
+
+# ---- added for issue 6 (reliability): the other round trip, crowded images, all-padding batches, extreme activations
+
+@given(grids, zooms, ratios, boxes(1, 8))
+def test_bbox_round_trip(g, z, r, b):
+    "boxes -> activations -> boxes, for any box with an area (the other direction of `test_activation_round_trip`)"
+    b = b[((b[:, 2:] - b[:, :2]) > 1e-2).all(1)]
+    anc = make_anchors(g, z, r)[:len(b)]
+    b = b[:len(anc)]
+    assert torch.allclose(activ_to_bbox(bbox_to_activ(b, anc), anc), b, atol=1e-4)
+
+@given(st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_match_more_objects_than_anchors(n_extra, seed):
+    "An image with more objects than anchors: every anchor serves a distinct object, padding is never matched"
+    anc = make_anchors((2, 1), (1.,), ((1., 1.),))                             # 5 anchors
+    p = torch.rand(len(anc) + n_extra, 2, 2, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    gt = torch.cat([p.min(1).values, p.max(1).values], -1)
+    n = len(gt)
+    batch = torch.cat([gt, torch.zeros(2, 4)])[None]                         # (1, n+2, 4), padding at the end
+    m = match_anchors(batch, anc, 0.5, torch.arange(n + 2)[None] < n)[0]
+    assert (m >= 0).all() and (m < n).all()                                  # all anchors used, none on padding
+    assert len(set(m.tolist())) == len(anc)                                  # by as many distinct objects
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 5), st.sampled_from([1e6, 1e12, 1e30]), st.floats(0., 3.), st.integers(0, 2**31 - 1))
+def test_ssd_loss_finite_on_all_padding_and_extreme_activations(bs, n_gt, scale, gamma, seed):
+    "A batch of padding only (labels all 0), and activations as large as a float32 allows: a finite loss and gradients"
+    gen = torch.Generator().manual_seed(seed)
+    anc = make_anchors((4, 2, 1), (0.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.)))
+    preds = ((torch.randn(bs, len(anc), 4, generator=gen) * scale).requires_grad_(),
+             (torch.randn(bs, len(anc), 4, generator=gen) * scale).requires_grad_())
+    for bb,lbl in ((torch.zeros(bs, n_gt, 4), torch.zeros(bs, n_gt, dtype=torch.long)),      # all padding
+                   (torch.tensor([[-.5, -.5, .5, .5]]).repeat(bs, n_gt, 1), torch.ones(bs, n_gt, dtype=torch.long))):
+        loss = SSDLoss(anc, gamma=gamma)(preds, bb, lbl)
+        g = torch.autograd.grad(loss, preds)
+        assert loss.isfinite() and all(t.isfinite().all() for t in g), (scale, loss)

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Training step: images per second of a full training step (forward, `SSDLoss`, backward, optimizer step) of the
+model `ssd-train` builds by default, and how much the SSD head and loss add to a step of the backbone alone (the
+overhead ratio). Also resnet18 bodies at 128 and 224 pixels.
+
+    python bench/bench_train_step.py [--quick] [--json out.json]
+
+overhead = (time of a full step) / (time of a step of the backbone alone, with a trivial loss) - 1; the loss share
+is the time of `SSDLoss` forward + backward on the same predictions, alone. Pure PyTorch steps on random images with
+1-8 random boxes each (the shapes data set has at most 8): no data loading, no fastai callbacks.
+"""
+from __future__ import annotations
+from benchutil import *
+import torch
+from ssd_nbs.cli import RECIPE, detector_spec, build_detector
+
+VOCAB = ['#na#', 'circle', 'square', 'triangle']
+
+def configs(quick:bool)->list:
+    r = RECIPE
+    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}", bs=r['bs'],
+                   spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
+                                      match_iou=r['match_iou'], gamma=r['gamma']))
+    res = [default]
+    for size in ((128,) if quick else (128, 224)):
+        res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', bs=16,
+                        spec=detector_spec('resnet18', size, '4,2,1', r['zooms'], r['ratios'], nh=256, match_iou=0.5)))
+    return res
+
+def batch(bs, size, gen, n_cls=3, n_max=8):
+    x = torch.randn(bs, 3, size, size, generator=gen)
+    n = torch.randint(1, n_max+1, (bs,), generator=gen)
+    G = int(n.max())
+    ctr = torch.rand(bs, G, 2, generator=gen)*1.6 - 0.8
+    wh = torch.rand(bs, G, 2, generator=gen)*0.5 + 0.1
+    bb = torch.cat([ctr-wh/2, ctr+wh/2], -1).clamp(-1, 1)
+    real = torch.arange(G)[None] < n[:,None]
+    return x, bb*real[...,None], torch.randint(1, n_cls+1, (bs, G), generator=gen)*real
+
+def step_fns(cfg, gen):
+    det = build_detector(cfg['spec'], VOCAB)
+    model,loss_func = det.model.train(), det.loss_func
+    size = cfg['spec']['size']
+    x,bb,lbl = batch(cfg['bs'], size, gen)
+    opt_full = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt_body = torch.optim.AdamW(model.body.parameters(), lr=1e-4)
+    def full():
+        opt_full.zero_grad()
+        loss_func(model(x), bb, lbl).backward()
+        opt_full.step()
+    def backbone():
+        opt_body.zero_grad()
+        model.body(x).mean().backward()                                       # the body's features, a trivial loss
+        opt_body.step()
+    with torch.no_grad(): p = [o.detach() for o in model(x)]
+    p = [o.requires_grad_() for o in p]
+    def loss_only():
+        for o in p: o.grad = None
+        loss_func(p, bb, lbl).backward()
+    n_anc = len(loss_func.anchors)
+    return dict(full=full, backbone=backbone, loss=loss_only), n_anc, sum(o.numel() for o in model.parameters())
+
+def main():
+    args, info, reps, gen = setup_reps(__doc__, 'steps')
+    rows = []
+    for cfg in configs(args.quick):
+        fns,n_anc,n_par = step_fns(cfg, gen)
+        r = reps if cfg['spec']['size'] < 200 else max(3, reps//2)
+        ts = time_round_robin(fns, r, warmup=2, min_time=0 if args.quick else 5.)
+        t = {k: med(v) for k,v in ts.items()}
+        bs = cfg['bs']
+        rows.append(dict(config=cfg['name'], bs=bs, n_anchors=n_anc, params_M=n_par/1e6, step_ms=t['full']*1e3,
+                         img_per_s=bs/t['full'], backbone_ms=t['backbone']*1e3, loss_ms=t['loss']*1e3,
+                         head_ms=(t['full']-t['backbone']-t['loss'])*1e3, overhead=t['full']/t['backbone']-1,
+                         loss_share=t['loss']/t['full'], reps=len(ts['full']), spec=cfg['spec'], times=ts))
+        print(f"{cfg['name']}: step {t['full']*1e3:.1f} ms, backbone {t['backbone']*1e3:.1f} ms, "
+              f"loss {t['loss']*1e3:.1f} ms", flush=True)
+    cols = [('config','model'), ('bs','bs'), ('n_anchors','anchors'), ('params_M','params (M)'), ('img_per_s','images/s'),
+            ('step_ms','step ms'), ('backbone_ms','backbone step ms'), ('head_ms','head ms'), ('loss_ms','loss ms'),
+            ('overhead','head+loss overhead'), ('loss_share','loss share of step')]
+    f = dict(params_M='.2f', img_per_s='.1f', step_ms='.1f', backbone_ms='.1f', head_ms='.1f', loss_ms='.2f',
+             overhead=lambda v: f'{v:+.0%}', loss_share=lambda v: f'{v:.1%}')
+    print(f"\ntraining step = forward + SSDLoss + backward + AdamW step; median of {reps}+ steps taken in turns "
+          f"({info['clock']} clock, {info['torch_threads']} threads). head ms = step - backbone step - loss.\n")
+    print(table(rows, cols, f))
+    write_json(args.json, dict(bench='train_step', machine=info, quick=args.quick, reps=reps, rows=rows))
+
+if __name__ == '__main__': main()

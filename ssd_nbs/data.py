@@ -236,6 +236,15 @@ def _clean_boxes(objs, w, h, vocab, name, issues):
     return boxes, lbls
 
 # %% ../nbs/01_data.ipynb #42
+def _clean_item(f:Path, objs, vocab, name:str, issues, wh=None): # (boxes, labels), or None: skipped (said in `issues`)
+    "The cleaned boxes of image `f` (described by the file `name`, whose stated size is `wh`), or None to skip it"
+    sz = _image_size(f)
+    if sz is None: issues['unreadable images, skipped'].append(f.name); return None
+    if wh is not None and wh != sz: issues['images whose XML size differs from the file, real size used'].append(name)
+    boxes, lbls = _clean_boxes(objs, *sz, vocab, name, issues)
+    if not boxes: issues['images without objects (left), skipped'].append(name); return None
+    return boxes, lbls
+
 def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/Main/
               split=None, # name of a file in ImageSets/Main/ (e.g. 'train', 'test'); None: every annotation
               vocab=None, # if given, boxes with other labels are dropped
@@ -246,12 +255,8 @@ def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/
         fname, wh, objs = _parse_voc_xml(x)
         f = _find_image(path, fname, x.stem)
         if f is None: issues['annotations without an image file, skipped'].append(x.name); continue
-        sz = _image_size(f)
-        if sz is None: issues['unreadable images, skipped'].append(f.name); continue
-        if wh is not None and wh != sz: issues['images whose XML size differs from the file, real size used'].append(x.name)
-        boxes, lbls = _clean_boxes(objs, *sz, vocab, x.name, issues)
-        if not boxes: issues['images without objects (left), skipped'].append(x.name); continue
-        files.append(f); targets.append((boxes, lbls))
+        if (t := _clean_item(f, objs, vocab, x.name, issues, wh)) is None: continue
+        files.append(f); targets.append(t)
     if not files: raise ValueError(f'No usable image in {path} (split={split!r}); problems: {_problems(issues)}')
     if issues: _warn_issues(f'voc_items({str(path)!r})', issues, files, targets)
     return files, targets
@@ -295,11 +300,8 @@ def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
         if len(bs) != len(ls): raise ValueError(f'{f}: {len(bs)} boxes but {len(ls)} labels')
         objs = [(str(l), _coords(b, f)) for b,l in zip(bs, ls)]
         if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
-        sz = _image_size(f)
-        if sz is None: issues['unreadable images, skipped'].append(f.name); continue
-        boxes, lbls = _clean_boxes(objs, *sz, vocab, f.name, issues)
-        if not boxes: issues['images without objects (left), skipped'].append(f.name); continue
-        fs.append(f); ts.append((boxes, lbls))
+        if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
+        fs.append(f); ts.append(t)
     if not fs: raise ValueError(f'No usable image in {source or "items"}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
     return fs, ts

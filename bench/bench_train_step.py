@@ -7,7 +7,8 @@ overhead ratio). Also resnet18 bodies at 128 and 224 pixels.
 
 overhead = (time of a full step) / (time of a step of the backbone alone, with a trivial loss) - 1; the loss share
 is the time of `SSDLoss` forward + backward on the same predictions, alone. Pure PyTorch steps on random images with
-1-8 random boxes each (the shapes data set has at most 8): no data loading, no fastai callbacks.
+1-8 random boxes each (the shapes data set has at most 8): no data loading, no fastai callbacks. The model is in
+channels-last memory layout, as `ssd-train` trains it (fastai's `ChannelsLast` callback).
 """
 from __future__ import annotations
 from benchutil import *
@@ -18,10 +19,12 @@ VOCAB = ['#na#', 'circle', 'square', 'triangle']
 
 def configs(quick:bool)->list:
     r = RECIPE
-    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}", bs=r['bs'],
+    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv", bs=r['bs'],
                    spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
                                       match_iou=r['match_iou'], gamma=r['gamma']))
-    res = [default]
+    before = dict(name=f"before: the same with the lesson's 3x3 first conv, nh 64", bs=r['bs'],
+                  spec={**default['spec'], 'nh': 64, 'stem_ks': 3})
+    res = [default, before]
     for size in ((128,) if quick else (128, 224)):
         res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', bs=16,
                         spec=detector_spec('resnet18', size, '4,2,1', r['zooms'], r['ratios'], nh=256, match_iou=0.5)))
@@ -39,7 +42,7 @@ def batch(bs, size, gen, n_cls=3, n_max=8):
 
 def step_fns(cfg, gen):
     det = build_detector(cfg['spec'], VOCAB)
-    model,loss_func = det.model.train(), det.loss_func
+    model,loss_func = det.model.train().to(memory_format=torch.channels_last), det.loss_func   # as ssd-train runs it
     size = cfg['spec']['size']
     x,bb,lbl = batch(cfg['bs'], size, gen)
     opt_full = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -40,27 +40,42 @@ def parser(doc:str)->argparse.ArgumentParser:
     p.add_argument('--quick', action='store_true', help='tiny sizes and few repetitions: checks that it runs, numbers are rough')
     p.add_argument('--json', metavar='PATH', help='also write the results, with machine info, to this JSON file')
     p.add_argument('--threads', type=int, default=2, help='torch CPU threads (default 2)')
+    p.add_argument('--malloc', choices=['default', 'keep'], default='default',
+                   help="'keep': glibc keeps freed memory instead of giving it back to the system (mallopt), so large "
+                        "tensors made again and again do not page-fault; it applies to every model timed alike")
     p.add_argument('--clock', choices=['wall', 'cpu'], default='wall',
                    help="'wall' (default) or 'cpu': CPU time of the process, for a busy machine; use it with --threads 1")
     return p
 
 CLOCK = time.perf_counter
 
+def keep_freed_memory()->bool:
+    "Ask glibc's malloc to keep freed memory for reuse (as tcmalloc or jemalloc do): no mmap/munmap of large blocks, no trim"
+    import ctypes, ctypes.util
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c'))
+    except OSError: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3                           # glibc's malloc.h
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 2**30)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
 def setup(args):
     global CLOCK
+    if getattr(args, 'malloc', 'default') == 'keep' and not keep_freed_memory():
+        print('# warning: --malloc keep: mallopt is not available (not glibc?); timing with the default malloc', file=sys.stderr)
     torch.set_num_threads(args.threads)
     if getattr(args, 'clock', 'wall') == 'cpu':
         CLOCK = time.process_time
         if args.threads > 1: print('# warning: --clock cpu adds up the CPU time of all threads; use --threads 1', file=sys.stderr)
     info = machine_info()
     info['clock'] = getattr(args, 'clock', 'wall')
+    info['malloc'] = getattr(args, 'malloc', 'default')
     if info['loadavg_at_start'] and info['loadavg_at_start'][0] > 0.5:
         print(f"# warning: the machine is busy (load {info['loadavg_at_start'][0]:.2f}): wall-clock times are not reliable, "
               f"and several threads can be much slower than one; for a rough check use --threads 1 --clock cpu",
               file=sys.stderr)
     load = ' '.join(f'{o:.2f}' for o in info['loadavg_at_start']) if info['loadavg_at_start'] else '?'
     print(f"# {' '.join(['python', *sys.argv])}\n# {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
-          f"{info['torch_threads']} threads, {info['clock']} clock, load {load}, git {info['git']}\n", flush=True)
+          f"{info['torch_threads']} threads, {info['clock']} clock, malloc {info['malloc']}, load {load}, git {info['git']}\n",
+          flush=True)
     return info
 
 def time_round_robin(fns:dict, reps:int, warmup:int=1, min_time:float=0.)->dict:

@@ -62,8 +62,8 @@ def _iou(a:Tensor, # (..., n, 4) boxes x1y1x2y2
     inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)  # (..., n, m) width
     inter.mul_(torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0))  # * height
     area_a = (ax2-ax1).clamp_(min=0) * (ay2-ay1).clamp_(min=0)
-    area_b = (bx2-bx1).clamp_(min=0) * (by2-by1).clamp_(min=0)
-    return inter.div_((area_a + area_b).sub_(inter).clamp_(min=1e-12))
+    area_b = ((bx2-bx1).clamp_(min=0) * (by2-by1).clamp_(min=0)).clamp_(min=1e-12)  # union >= area_b > 0: no 0/0
+    return inter.div_((area_a + area_b).sub_(inter))
 
 def _max_last(x:Tensor): # (values, indices) of the maximum over the last dim, the first one on ties, as `x.max(-1)`
     "`x.max(-1)`, from `amax`: several times faster on CPUs"
@@ -87,13 +87,15 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
     bs,n_gt,n_anc = gt.shape[0], gt.shape[1], anchors.shape[0]
     match = torch.full((bs,n_anc), -1, dtype=torch.long, device=gt.device)
     if n_gt == 0: return match
+    gt = gt * valid[...,None]                                             # padding: a zero box, IoU 0 with every anchor
     # rule 1, and each gt's best anchor for rule 2, a few images at a time
     rv,ra = gt.new_empty(bs, n_gt), torch.empty(bs, n_gt, dtype=torch.long, device=gt.device)
     step = max(1, _CHUNK // (n_gt*n_anc))
     for i in range(0, bs, step):                                          # one step if the batch fits in a chunk
         iou = _iou(gt[i:i+step], anchors)                                  # (c, n_gt, n_anc)
-        pad = (~valid[i:i+step]).view(-1).nonzero()[:,0]
-        if len(pad): iou.view(-1, n_anc).index_fill_(0, pad, -1.)          # padding: IoU -1 with every anchor
+        if thresh <= 0:                                                   # then IoU 0 would match: padding gets -1
+            pad = (~valid[i:i+step]).view(-1).nonzero()[:,0]
+            if len(pad): iou.view(-1, n_anc).index_fill_(0, pad, -1.)
         c,a = (iou.amax(1) >= thresh).nonzero(as_tuple=True)               # anchors over the threshold...
         match[i+c,a] = iou[c,:,a].max(1).indices                          # ... get their best gt
         rv[i:i+step],ra[i:i+step] = _max_last(iou)                         # (c, n_gt) each gt's best anchor

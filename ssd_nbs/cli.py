@@ -25,16 +25,16 @@ import ssd_nbs
 from .core import show_boxes, plain
 from .anchors import make_anchors
 from .data import make_shapes, voc_items, clean_items, ssd_dls
-from .model import SSDModel
+from .model import SSDModel, tiny_resnet
 from .single import make_body
 from .learner import ssd_learner, NonFiniteLossError
 from .loss import SSDLoss, LossPart, decode_preds
 from .metrics import MeanAP
 
 # %% auto #0
-__all__ = ['SHAPES_VALID', 'CACHE_BYTES', 'RECIPE', 'CLIError', 'tiny_resnet', 'parse_grids', 'parse_zooms', 'parse_ratios',
-           'get_arch', 'cache_dir', 'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items',
-           'atomic_path', 'write_json', 'detector_spec', 'Detector', 'build_detector', 'save_detector', 'load_detector',
+__all__ = ['SHAPES_VALID', 'CACHE_BYTES', 'RECIPE', 'CLIError', 'parse_grids', 'parse_zooms', 'parse_ratios', 'get_arch',
+           'cache_dir', 'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items', 'atomic_path',
+           'write_json', 'detector_spec', 'Detector', 'build_detector', 'save_detector', 'load_detector',
            'show_valid_preds', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint',
            'train', 'image_files', 'open_image', 'draw_preds', 'predict_files', 'cli_parser', 'ssd_train', 'train_main',
            'ssd_predict', 'predict_main']
@@ -45,18 +45,7 @@ class CLIError(Exception):
 
 def _first_line(e): return str(e).strip().split('\n')[0][:200]  # of an exception's message
 
-# %% ../nbs/10_cli.ipynb #8
-def tiny_resnet(weights=None, # there are no pretrained weights: anything but None raises
-                widths=(32,64,128), # channels of the stem and of each stride-2 residual stage
-                n_out:int=1000, # outputs of the classifier, which `create_body` cuts off
-               )->nn.Sequential:
-    "A small ResNet-like classifier of stride `2**len(widths)`, to train detectors from scratch on a CPU"
-    if weights is not None: raise ValueError(f'tiny_resnet has no pretrained weights (weights={weights!r})')
-    layers = [ConvLayer(3, widths[0], stride=2)]                                        # (bs, w0, size/2, size/2)
-    layers += [ResBlock(1, ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))
-
-# %% ../nbs/10_cli.ipynb #14
+# %% ../nbs/10_cli.ipynb #11
 def _tuple(s, conv, opt:str)->tuple:
     "A tuple from `s` ('a,b,c' or an iterable), each item through `conv`; a `CLIError` naming `opt` if that fails"
     items = s.split(',') if isinstance(s, str) else s
@@ -77,7 +66,7 @@ def parse_zooms(s)->tuple:  return _tuple(s, _pos(float), '--zooms')
 def _ratio(o): return _tuple(o.split(':') if isinstance(o, str) else o, _pos(float), '--ratios')  # 'w:h' -> (w, h)
 def parse_ratios(s)->tuple: return _tuple(s, _ratio, '--ratios')
 
-# %% ../nbs/10_cli.ipynb #17
+# %% ../nbs/10_cli.ipynb #14
 _ARCHS = {'tiny_resnet': tiny_resnet}
 
 def get_arch(name:str):
@@ -88,7 +77,7 @@ def get_arch(name:str):
                        f'(resnet18, resnet34, vgg16_bn, ...)')
     return f
 
-# %% ../nbs/10_cli.ipynb #20
+# %% ../nbs/10_cli.ipynb #17
 SHAPES_VALID = 200  # validation images of the synthetic shapes
 
 def cache_dir()->Path:
@@ -101,7 +90,7 @@ def shapes_data(n_train:int=8000, n_valid:int=SHAPES_VALID, size:int=64, seed:in
     return make_shapes(cache_dir()/f'shapes_{n_train}+{n_valid}_{size}px_seed{seed}', n=n, size=size, seed=seed,
                        valid_pct=n_valid/n)
 
-# %% ../nbs/10_cli.ipynb #22
+# %% ../nbs/10_cli.ipynb #19
 def voc_splits(path:Path)->tuple: # (train split, valid split), or (None, None) for a random split
     "The `ImageSets/Main` splits to train and validate on: trainval|train and test, or train and val"
     d = Path(path)/'ImageSets'/'Main'
@@ -110,7 +99,7 @@ def voc_splits(path:Path)->tuple: # (train split, valid split), or (None, None) 
     if {'train', 'val'} <= have: return 'train', 'val'
     return None, None
 
-# %% ../nbs/10_cli.ipynb #25
+# %% ../nbs/10_cli.ipynb #22
 def random_split(items:tuple, # (files, targets)
                  valid_pct:float=0.2, seed:int=42)->tuple: # (train items, valid items)
     "Seeded random split of `items`, with at least one image on each side"
@@ -121,7 +110,7 @@ def random_split(items:tuple, # (files, targets)
     pick = lambda ii: ([files[i] for i in ii], [targets[i] for i in ii])
     return pick(sorted(idx[n_val:])), pick(sorted(idx[:n_val]))
 
-# %% ../nbs/10_cli.ipynb #28
+# %% ../nbs/10_cli.ipynb #25
 def _images_dir(js:Path, images, first:str)->Path:
     "The folder of the images of COCO file `js`: `images`, else the first candidate next to `js` holding `first`"
     if images is not None:
@@ -145,7 +134,7 @@ def coco_items(json_path, images=None)->tuple: # (files, targets)
     try: return clean_items(([d/n for n in names], targets), source=js)
     except ValueError as e: raise CLIError(str(e) if str(js) in str(e) else f'{js}: {e}') from None
 
-# %% ../nbs/10_cli.ipynb #30
+# %% ../nbs/10_cli.ipynb #27
 def data_items(data=None, # a VOC folder, a COCO json file, or None for the synthetic shapes
                fmt:str='voc', # 'voc' or 'coco'
                images=None, # COCO: the images folder
@@ -164,7 +153,7 @@ def data_items(data=None, # a VOC folder, a COCO json file, or None for the synt
         return voc_items(p, ts), voc_items(p, vs)
     except (FileNotFoundError, ValueError) as e: raise CLIError(str(e)) from None
 
-# %% ../nbs/10_cli.ipynb #36
+# %% ../nbs/10_cli.ipynb #33
 def _umask()->int: # the process's umask (reading it means setting it)
     m = os.umask(0o022); os.umask(m); return m
 
@@ -185,20 +174,20 @@ def write_json(obj, dest):
     "Write `obj` as indented JSON to `dest`, atomically"
     with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')
 
-# %% ../nbs/10_cli.ipynb #41
+# %% ../nbs/10_cli.ipynb #38
 _FORMAT = 'ssd_nbs.detector/1'  # the `format` entry of a model file, changed if its layout ever changes
 
 def detector_spec(arch:str='tiny_resnet', size:int=128, # body (a name for `get_arch`) and image size
                   grids='8,4,2,1', zooms='0.7,1,1.3', ratios='1:1,1:0.5,0.5:1', # anchors
-                  nh:int=256, drop:float=0.1, # head
+                  nh:int=256, drop:float=0.1, stem_ks:int=1, # head
                   match_iou:float=0.3, gamma:float=0., alpha:float=0.25, # `SSDLoss`
                  )->dict:
     "Everything but the weights and the classes that is needed to build the same `SSDModel` and `SSDLoss` again"
     return dict(arch=arch, size=size, grids=list(parse_grids(grids)), zooms=list(parse_zooms(zooms)),
-                ratios=[list(o) for o in parse_ratios(ratios)], nh=nh, drop=drop, match_iou=match_iou, gamma=gamma,
-                alpha=alpha)
+                ratios=[list(o) for o in parse_ratios(ratios)], nh=nh, drop=drop, stem_ks=stem_ks,
+                match_iou=match_iou, gamma=gamma, alpha=alpha)
 
-# %% ../nbs/10_cli.ipynb #43
+# %% ../nbs/10_cli.ipynb #40
 class Detector:
     "A trained SSD, ready to detect: network, `SSDLoss` (anchors, decoding) and class names"
     def __init__(self, model:nn.Module, loss_func:SSDLoss, vocab:list):
@@ -212,12 +201,12 @@ def build_detector(spec:dict, vocab:list)->Detector:
     "A `Detector` with random weights, built from `spec` as `ssd_learner` builds its model and loss"
     s = spec
     model = SSDModel(make_body(get_arch(s['arch']), pretrained=False), len(vocab)-1, s['size'], s['grids'],
-                     len(s['zooms'])*len(s['ratios']), nh=s['nh'], drop=s['drop'])
+                     len(s['zooms'])*len(s['ratios']), nh=s['nh'], drop=s['drop'], stem_ks=s.get('stem_ks', 3))
     anc = make_anchors(s['grids'], s['zooms'], [tuple(o) for o in s['ratios']])
     loss = SSDLoss(anc, s['match_iou'], s['gamma'], s['alpha'])
     return Detector(model, loss, vocab)
 
-# %% ../nbs/10_cli.ipynb #45
+# %% ../nbs/10_cli.ipynb #42
 def save_detector(learn, spec:dict, dest):
     "Save the weights of `learn.model`, its classes and `spec` into `dest`, atomically"
     d = dict(format=_FORMAT, spec=spec, vocab=[str(o) for o in learn.dls.vocab], state_dict=learn.model.state_dict())
@@ -242,7 +231,7 @@ def load_detector(fname)->Detector:
     except Exception as e: raise CLIError(f'{p}: a damaged model file ({type(e).__name__}: {_first_line(e)})') from None
     return det
 
-# %% ../nbs/10_cli.ipynb #47
+# %% ../nbs/10_cli.ipynb #46
 def show_valid_preds(learn, # a trained `SSDLearner`
                      n:int=9, # images shown, from the start of the validation set
                      thresh:float=0.3, iou:float=0.5, # score threshold and NMS IoU of the shown detections
@@ -264,7 +253,7 @@ def show_valid_preds(learn, # a trained `SSDLearner`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_cli.ipynb #49
+# %% ../nbs/10_cli.ipynb #48
 def _epoch_record(learn, epoch:int)->dict: # the last row of the progress table, as a dict
     names = [o for o in learn.recorder.metric_names[1:] if o != 'time']
     return dict(epoch=epoch, **{k: float(v) for k,v in zip(names, learn.recorder.values[-1]) if v is not None})
@@ -278,7 +267,7 @@ def run_metrics(learn, history:list)->dict:
     return dict(mAP=h[-1]['mAP'], per_class=per_class, train_loss=h[-1]['train_loss'],
                 valid_loss=h[-1]['valid_loss'], epochs=len(h), history=h)
 
-# %% ../nbs/10_cli.ipynb #51
+# %% ../nbs/10_cli.ipynb #50
 CACHE_BYTES = 2**31  # items are kept in memory (`ssd_dls(cache=True)`) when they take less than this
 
 def _learner(tr, va, spec:dict, bs:int, pretrained:bool, workers:int=0, vocab=None):
@@ -290,13 +279,13 @@ def _learner(tr, va, spec:dict, bs:int, pretrained:bool, workers:int=0, vocab=No
     try:
         return ssd_learner(dls, arch=get_arch(s['arch']), pretrained=pretrained, grids=s['grids'], zooms=s['zooms'],
                            ratios=[tuple(o) for o in s['ratios']], thresh=s['match_iou'], gamma=s['gamma'],
-                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'],
+                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'], stem_ks=s.get('stem_ks', 3),
                            metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()], cbs=ChannelsLast())
     except (ValueError, RuntimeError, TypeError, StopIteration) as e:
         raise CLIError(f"cannot build an SSD on --arch {s['arch']} at --size {s['size']} with --grids "
                        f"{','.join(map(str, s['grids']))}: {_first_line(e)}") from None
 
-# %% ../nbs/10_cli.ipynb #53
+# %% ../nbs/10_cli.ipynb #52
 def save_run(learn, spec:dict, out, settings:dict, t0:float, history:list)->dict:
     "Write `predictions.png`, `model.pkl` and `metrics.json` (with the wall time since `t0`) into `out`"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
@@ -306,7 +295,7 @@ def save_run(learn, spec:dict, out, settings:dict, t0:float, history:list)->dict
     write_json(res, out/'metrics.json')
     return res
 
-# %% ../nbs/10_cli.ipynb #55
+# %% ../nbs/10_cli.ipynb #54
 def _shifted(f, a:float, pct:float): return f(a + pct*(1-a))  # a schedule `f` over [0,1] that starts at `a`
 
 def one_cycle(learn, n_epoch:int, lr_max, # as in `fit_one_cycle`
@@ -323,7 +312,7 @@ def one_cycle(learn, n_epoch:int, lr_max, # as in `fit_one_cycle`
     learn.epoch_offset,learn.cycle_start = offset+start,start
     learn.fit(n_epoch-start, cbs=ParamScheduler({k: partial(_shifted, f, start/n_epoch) for k,f in scheds.items()})+L(cbs))
 
-# %% ../nbs/10_cli.ipynb #57
+# %% ../nbs/10_cli.ipynb #56
 def fit_run(learn, epochs:int, lr:float, pretrained:bool, start:int=0, cbs=None, opt_state=None):
     "Train as `ssd-train` does, from epoch `start` on: fine-tune a pretrained body, else one cycle over all of it"
     if start >= epochs: return
@@ -334,7 +323,7 @@ def fit_run(learn, epochs:int, lr:float, pretrained:bool, start:int=0, cbs=None,
         one_cycle(learn, epochs-1, slice(lr/200, lr/2), max(start-1, 0), cbs, opt_state, offset=1, pct_start=0.3, div=5.)
     else: learn.unfreeze(); one_cycle(learn, epochs, lr, start, cbs, opt_state)
 
-# %% ../nbs/10_cli.ipynb #59
+# %% ../nbs/10_cli.ipynb #58
 _CKPT = 'ssd_nbs.checkpoint/1'  # the `format` entry of a checkpoint
 
 def _plain_data(o): # `o` with NumPy values and fastai `L`s turned into what `weights_only` loading accepts
@@ -360,7 +349,7 @@ def _set_rng_state(learn, st:dict):
 
 def _unwrap(m): return getattr(m, 'module', m)  # the model inside a `DistributedDataParallel`
 
-# %% ../nbs/10_cli.ipynb #61
+# %% ../nbs/10_cli.ipynb #60
 class Checkpoint(Callback):
     "After every epoch: add it to `history` and save what `--resume` needs into `fname` (atomically; None: don't save)"
     order = 55  # after `Recorder` (50), which makes the row of the progress table
@@ -381,9 +370,9 @@ class Checkpoint(Callback):
                   rng=_rng_state(self.learn), smooth=_plain_data(vars(self.recorder.smooth_loss)))
         with atomic_path(self.fname) as t: torch.save(ck, t)
 
-# %% ../nbs/10_cli.ipynb #63
+# %% ../nbs/10_cli.ipynb #62
 _SAME = ('data', 'format', 'images', 'pretrained', 'seed', 'arch', 'size', 'grids', 'zooms', 'ratios', 'nh', 'drop',
-         'match_iou', 'gamma', 'alpha')  # the settings a resumed run must share with its checkpoint
+         'stem_ks', 'match_iou', 'gamma', 'alpha')  # the settings a resumed run must share with its checkpoint
 
 def _same(k, a, b): return str(Path(a).resolve()) == str(Path(b).resolve()) if k in ('data','images') and a and b else a == b
 
@@ -397,13 +386,15 @@ def load_checkpoint(fname, settings:dict, epochs:int)->dict|None:
         raise CLIError(f'{p}: not a checkpoint written by ssd-train ({type(e).__name__}: {_first_line(e)})') from None
     if not isinstance(ck, dict) or ck.get('format') != _CKPT: raise CLIError(f'{p}: not a checkpoint written by ssd-train')
     for k in _SAME:
+        if k not in ck['settings']:
+            raise CLIError(f'--resume: {p} was written by an older ssd_nbs (it has no {k!r}); use another --out to start again')
         if not _same(k, ck['settings'].get(k), settings.get(k)):
             raise CLIError(f"--resume: {p} was made with --{k.replace('_', '-')} {ck['settings'].get(k)}, not "
                            f"{settings.get(k)}; use the same options, or another --out to start again")
     if ck['epoch'] > epochs: raise CLIError(f"--resume: {p} has done {ck['epoch']} epochs, more than --epochs {epochs}")
     return ck
 
-# %% ../nbs/10_cli.ipynb #65
+# %% ../nbs/10_cli.ipynb #64
 def _valid_record(learn)->dict: # the validation loss and metrics of `learn` on its whole validation set
     vals = learn.validate()
     names = [o for o in learn.recorder.metric_names[1:] if o not in ('train_loss', 'time')]
@@ -427,11 +418,12 @@ def _fp16(learn):
     if torch.cuda.is_available(): learn.to_fp16()
     else: warnings.warn('--fp16: no GPU, so training in full precision (fp32) on the CPU')
 
-# %% ../nbs/10_cli.ipynb #67
+# %% ../nbs/10_cli.ipynb #66
 RECIPE = dict(size=64, epochs=4, bs=16, lr=2e-2, grids='8,4,2,1', zooms='0.7,1,1.3', ratios='1:1,1:0.5,0.5:1',
-              match_iou=0.3, gamma=0., nh=64, n_shapes=12000, threads=1, workers=0)  # see "Finding the default recipe"
+              match_iou=0.3, gamma=0., nh=48, stem_ks=1, n_shapes=12000, threads=1,
+              workers=0)  # see "Finding the default recipe"
 
-# %% ../nbs/10_cli.ipynb #68
+# %% ../nbs/10_cli.ipynb #67
 def train(data=None, # a Pascal VOC folder or COCO json file; None: the synthetic shapes
           fmt:str='voc', # format of `data`: 'voc' or 'coco'
           images=None, # COCO: folder of the images (default: next to the json)
@@ -444,6 +436,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
           match_iou:float=RECIPE['match_iou'], # IoU from which an anchor is matched to an object
           gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
           nh:int=RECIPE['nh'], # channels of the head
+          stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
           n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw, when `data` is None
           threads:int=RECIPE['threads'], workers:int=RECIPE['workers'], # PyTorch threads, data loading processes
           out='ssd_run', # output folder: model.pkl, metrics.json, predictions.png, checkpoint.pth
@@ -453,7 +446,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train an SSD on `data` and write `model.pkl`, `metrics.json` and `predictions.png` into `out`"
     t0 = time.time()
-    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, match_iou=match_iou, gamma=gamma)
+    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, stem_ks=stem_ks, match_iou=match_iou, gamma=gamma)
     if pretrained is None: pretrained = get_arch(arch) is not tiny_resnet
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
@@ -484,7 +477,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
                     versions=dict(ssd_nbs=ssd_nbs.__version__, fastai=fastai.__version__, torch=torch.__version__))
     return save_run(learn, spec, out, settings, t0, cp.history)
 
-# %% ../nbs/10_cli.ipynb #82
+# %% ../nbs/10_cli.ipynb #81
 _MEAN,_STD = (torch.tensor(o)[:,None,None] for o in imagenet_stats)  # (3, 1, 1) each
 
 @patch
@@ -495,7 +488,7 @@ def batch(self:Detector, ims:list)->Tensor: # (n, 3, size, size)
     x = torch.from_numpy(np.stack(rgb)).permute(0,3,1,2)                            # (n, 3, size, size)
     return (x.float()/255 - _MEAN) / _STD
 
-# %% ../nbs/10_cli.ipynb #86
+# %% ../nbs/10_cli.ipynb #85
 @patch
 def __call__(self:Detector, ims:list, # PIL images
              thresh:float=0.3, iou:float=0.5, max_det:int=100, bs:int=16)->list:
@@ -510,7 +503,7 @@ def __call__(self:Detector, ims:list, # PIL images
             res.append(dict(boxes=px, labels=[self.vocab[int(o)] for o in l[keep]], scores=plain(s[keep])))
     return res
 
-# %% ../nbs/10_cli.ipynb #90
+# %% ../nbs/10_cli.ipynb #89
 def image_files(inputs)->list:
     "The image files of `inputs` (files, or folders searched recursively), in order"
     res = []
@@ -530,7 +523,7 @@ def open_image(f)->PILImage:
     try: return PILImage.create(f)
     except Exception as e: raise CLIError(f'{f}: not a readable image ({type(e).__name__}: {_first_line(e)})') from None
 
-# %% ../nbs/10_cli.ipynb #92
+# %% ../nbs/10_cli.ipynb #91
 def draw_preds(im, pred:dict, dest, vocab=None): # `vocab`: class names, for the same colours as in training
     "Save image `im` with the detections `pred` drawn on it as the PNG `dest`, atomically"
     w,h = im.size
@@ -549,7 +542,7 @@ def _out_names(files)->list:
         res.append(f'{f.stem}_pred.png' if k == 1 else f'{f.stem}_{k}_pred.png')
     return res
 
-# %% ../nbs/10_cli.ipynb #94
+# %% ../nbs/10_cli.ipynb #93
 def predict_files(model, # a model.pkl from `ssd-train`, a `Detector` or an `SSDLearner`
                   inputs, # image files or folders
                   out='ssd_preds', # output folder: one `<name>_pred.png` per image and detections.json
@@ -576,7 +569,7 @@ def predict_files(model, # a model.pkl from `ssd-train`, a `Detector` or an `SSD
     write_json(res, out/'detections.json')
     return res
 
-# %% ../nbs/10_cli.ipynb #100
+# %% ../nbs/10_cli.ipynb #99
 _TYPES = {'int': int, 'float': float, 'str': str}
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -620,7 +613,7 @@ def _run(func, prog:str, argv=None):
         except KeyboardInterrupt:
             print(f'{prog}: interrupted', file=sys.stderr); sys.exit(130)
 
-# %% ../nbs/10_cli.ipynb #102
+# %% ../nbs/10_cli.ipynb #101
 def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default: the synthetic shapes)
               format:str='voc', # format of --data
               images:str=None, # COCO: folder of the images (default: next to the json)
@@ -637,6 +630,7 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
               match_iou:float=RECIPE['match_iou'], # IoU from which an anchor is matched to an object
               gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
               nh:int=RECIPE['nh'], # channels of the head
+              stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
               n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw (without --data)
               threads:int=RECIPE['threads'], # PyTorch CPU threads
               workers:int=RECIPE['workers'], # data loading processes
@@ -646,18 +640,18 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
              ):
     "Train an SSD object detector; write model.pkl, metrics.json and predictions.png into --out"
     res = train(data, format, images, size, epochs, bs, lr, arch, pretrained, seed, grids, zooms, ratios, match_iou,
-                gamma, nh, n_shapes, threads, workers, out, resume, fp16)
+                gamma, nh, stem_ks, n_shapes, threads, workers, out, resume, fp16)
     if res is None: return                                                 # not the main process of a distributed run
     print(f"mAP@0.5 {res['mAP']:.3f} ({', '.join(f'{k} {v:.3f}' for k,v in res['per_class'].items())}) "
           f"in {res['seconds']:.0f}s; wrote {Path(out)/'model.pkl'}, metrics.json, predictions.png")
 
-ssd_train.cli = dict(format=dict(choices=['voc', 'coco']), pretrained=dict(action=argparse.BooleanOptionalAction))
+ssd_train.cli = dict(format=dict(choices=['voc', 'coco']), stem_ks=dict(choices=[1, 3]), pretrained=dict(action=argparse.BooleanOptionalAction))
 
 def train_main():
     "The `ssd-train` command"
     _run(ssd_train, 'ssd-train')
 
-# %% ../nbs/10_cli.ipynb #104
+# %% ../nbs/10_cli.ipynb #103
 def ssd_predict(model:str, # a model.pkl written by ssd-train
                 inputs:str, # image files or folders
                 out:str='ssd_preds', # output folder: <name>_pred.png per image and detections.json

@@ -75,13 +75,13 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
                 grids=(4,2,1), zooms=(0.7,1.,1.3), ratios=((1.,1.),(1.,.5),(.5,1.)), # anchors
                 pretrained:bool=True, # ImageNet weights for the body, if they can be had
                 thresh:float=0.5, gamma:float=0., alpha:float=0.25, bbox_weight:float=1., clas_weight:float=1.,
-                nh:int=256, drop:float=0.1, # head: channels and dropout
+                nh:int=256, drop:float=0.1, stem_ks:int=1, # head: channels, dropout, first conv's kernel size
                 **kwargs, # passed to `Learner`
                )->SSDLearner:
     "A fastai `Learner` with an `SSDModel` over `arch` and an `SSDLoss`"
     size = dls.one_batch()[0].shape[-1]
     body = make_body(arch, pretrained)
-    model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop)
+    model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop, stem_ks=stem_ks)
     loss = SSDLoss(make_anchors(grids, zooms, ratios), thresh, gamma, alpha, bbox_weight, clas_weight)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
     kwargs['cbs'] = L(kwargs.get('cbs')) + [StopOnNonFinite()]            # see "Two checks on every learner"
@@ -90,7 +90,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     if body.pretrained: learn.freeze()                                     # train the head first
     return learn
 
-# %% ../nbs/06b_learner.ipynb #27
+# %% ../nbs/06b_learner.ipynb #28
 import os, cloudpickle
 from types import SimpleNamespace
 from collections import ChainMap
@@ -112,7 +112,7 @@ class _Pickler(cloudpickle.Pickler):
 
 _pickle_module = SimpleNamespace(__name__='ssd_nbs.learner', Pickler=_Pickler, dump=cloudpickle.dump)  # for torch.save
 
-# %% ../nbs/06b_learner.ipynb #28
+# %% ../nbs/06b_learner.ipynb #29
 @patch
 def export(self:SSDLearner, fname='export.pkl', pickle_protocol=2):
     "`Learner.export` that can pickle the transforms fastai makes from functions, written atomically"

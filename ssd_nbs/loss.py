@@ -34,33 +34,38 @@ def ssd_targets(bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-pad
     return gt_bb, gt_lbl, pos
 
 # %% ../nbs/06_loss.ipynb #8
-_BCE_CHUNK = 2**20  # scores handled at a time by `_softplus_sum`
+_BCE_CHUNK = 2**18  # scores handled at a time: the temporaries stay in the CPU's cache
 
-def _softplus_sum(x:Tensor)->Tensor: # (..., n) scores -> () sum of log(1+e^x)
-    "Sum of `log(1+e^x) = max(x,0) + log(1+e^-|x|)` over `x`, a few rows at a time, one `log` per 64 scores"
-    x = x.reshape(-1, x.shape[-1])                                        # a view, even of `clas[...,1:]`
-    rows,tot = max(1, _BCE_CHUNK // max(x.shape[-1],1)),[x.new_zeros(())]
-    for i in range(0, len(x), rows):
-        xi = x[i:i+rows]
-        if xi.dtype == torch.float16: xi = xi.float()                     # 0.5**64 would underflow in float16
-        a = xi.abs()
-        tot.append((xi.sum() + a.sum()) / 2)                              # sum of max(x,0) = (x+|x|)/2
-        s = torch.sigmoid(a, out=a).reshape(-1)                           # 1/(1+e^-|x|), in [0.5, 1]
-        k = len(s) // 64 * 64
-        tot.append(-s[:k].view(-1, 64).prod(1).log_().sum() - s[k:].log().sum())   # -sum of log(1/(1+e^-|x|))
-    return torch.stack(tot).sum().to(x.dtype)
+def _log_sig_abs_sum(s:Tensor)->Tensor: # (n,) `s = sigmoid(x)` -> () sum of `log(sigmoid(|x|))`
+    "Sum of `log(sigmoid(|x|)) = log(max(s, 1-s))`, with one `log` per 64 values"
+    u = torch.maximum(s, 1-s)                                             # sigmoid(|x|), in [0.5, 1]
+    if u.dtype == torch.float16: u = u.float()                            # 0.5**64 would underflow in float16
+    k = len(u) // 64 * 64
+    return u[:k].view(-1, 64).prod(1).log_().sum() + u[k:].log().sum()
+
+def _relu_sum(x:Tensor)->Tensor: return (x.float() if x.dtype == torch.float16 else x).clamp(min=0).sum()
 
 class _BCEOneHot(torch.autograd.Function):
     "Summed BCE with logits of `clas[...,1:]` against targets that are 1 at the positives (`b`,`a`,`l`), 0 elsewhere"
     @staticmethod
     def forward(ctx, clas, b, a, l): # (bs, n_anc, n_cls+1) scores; (n_pos,) image, anchor and class of each positive
-        ctx.save_for_backward(clas, b, a, l)
-        return _softplus_sum(clas[...,1:]) - clas[b,a,l].sum()            # sum of log(1+e^x) - x*t
+        x = clas.contiguous().view(-1)
+        s,tot = torch.empty_like(x),[]                                    # s: sigmoid(x), the gradient in `backward`
+        for i in range(0, len(x), _BCE_CHUNK):
+            xi = x[i:i+_BCE_CHUNK]
+            si = torch.sigmoid(xi, out=s[i:i+_BCE_CHUNK])
+            tot.append(_relu_sum(xi) - _log_sig_abs_sum(si))              # log(1+e^x) = max(x,0) - log(sigmoid(|x|))
+        x0,s0 = x.view(-1, clas.shape[-1])[:,0], s.view(-1, clas.shape[-1])[:,0]
+        tot.append(_log_sig_abs_sum(s0) - _relu_sum(x0))                  # the background score is not used
+        ctx.s = s.view(clas.shape); ctx.save_for_backward(b, a, l)
+        return torch.stack(tot).sum().to(clas.dtype) - clas[b,a,l].sum()  # sum of log(1+e^x) - x*t
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        clas,b,a,l = ctx.saved_tensors
-        grad = torch.sigmoid(clas).mul_(g)                                # d/dx log(1+e^x) = sigmoid(x)
+        b,a,l = ctx.saved_tensors
+        grad,ctx.s = ctx.s,None                                           # sigmoid(x) = d/dx log(1+e^x), made in place
+        if grad is None: raise RuntimeError('the class loss of SSDLoss can be differentiated once (retain_graph is not supported)')
+        grad.mul_(g)
         grad[...,0] = 0.                                                  # the background score is not used
         grad[b,a,l] -= g                                                  # d/dx -x*t
         return grad, None, None, None

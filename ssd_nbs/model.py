@@ -12,7 +12,7 @@ from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['flatten_conv', 'OutConv', 'SSDHead', 'SSDModel', 'tiny_cnn']
+__all__ = ['flatten_conv', 'OutConv', 'SSDHead', 'SSDModel', 'tiny_cnn', 'tiny_resnet']
 
 # %% ../nbs/05_multiscale.ipynb #9
 def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
@@ -40,10 +40,11 @@ class SSDHead(nn.Module):
     def __init__(self, ni:int, # channels of the backbone's output
                  n_classes:int, # classes, without background
                  feat:int, # spatial size of the backbone's output
-                 grids=(4,2,1), k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01):
+                 grids=(4,2,1), k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01,
+                 stem_ks:int=1): # kernel size of the first conv, from `ni` to `nh` channels
         super().__init__()
         self.grids = tuple(grids)
-        self.stem = nn.Sequential(nn.Dropout(drop), ConvLayer(ni, nh))
+        self.stem = nn.Sequential(nn.Dropout(drop), ConvLayer(ni, nh, ks=stem_ks))
         self.downs,self.outs,cur = nn.ModuleList(),nn.ModuleList(),feat
         for g in self.grids:
             layers = []
@@ -88,3 +89,14 @@ def tiny_cnn(weights=None, # there are no pretrained weights: must be None
         if i > 0: layers.append(ResBlock(1, nf, nf))                   # no residual block at full resolution
         ni = nf
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, 1000))
+
+# %% ../nbs/05_multiscale.ipynb #20
+def tiny_resnet(weights=None, # there are no pretrained weights: anything but None raises
+                widths=(32,64,128), # channels of the stem and of each stride-2 residual stage
+                n_out:int=1000, # outputs of the classifier, which `create_body` cuts off
+               )->nn.Sequential:
+    "A small ResNet-like classifier of stride `2**len(widths)`, to train detectors from scratch on a CPU"
+    if weights is not None: raise ValueError(f'tiny_resnet has no pretrained weights (weights={weights!r})')
+    layers = [ConvLayer(3, widths[0], stride=2)]                                        # (bs, w0, size/2, size/2)
+    layers += [ResBlock(1, ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))

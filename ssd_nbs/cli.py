@@ -27,17 +27,17 @@ from .anchors import make_anchors
 from .data import make_shapes, voc_items, clean_items, ssd_dls
 from .model import SSDModel, tiny_resnet
 from .single import make_body
-from .learner import ssd_learner, NonFiniteLossError
+from .learner import ssd_learner, NonFiniteLossError, atomic_path, _umask
 from .loss import SSDLoss, LossPart, decode_preds
 from .metrics import MeanAP
 
 # %% auto #0
 __all__ = ['SHAPES_VALID', 'CACHE_BYTES', 'RECIPE', 'CLIError', 'parse_grids', 'parse_zooms', 'parse_ratios', 'get_arch',
-           'cache_dir', 'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items', 'atomic_path',
-           'write_json', 'detector_spec', 'Detector', 'build_detector', 'save_detector', 'load_detector',
-           'show_valid_preds', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint',
-           'train', 'image_files', 'open_image', 'draw_preds', 'predict_files', 'cli_parser', 'ssd_train', 'train_main',
-           'ssd_predict', 'predict_main']
+           'cache_dir', 'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items', 'write_json',
+           'detector_spec', 'Detector', 'build_detector', 'save_detector', 'load_detector', 'show_valid_preds',
+           'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'train', 'image_files',
+           'open_image', 'draw_preds', 'predict_files', 'cli_parser', 'ssd_train', 'train_main', 'ssd_predict',
+           'predict_main']
 
 # %% ../nbs/10_cli.ipynb #6
 class CLIError(Exception):
@@ -154,22 +154,6 @@ def data_items(data=None, # a VOC folder, a COCO json file, or None for the synt
     except (FileNotFoundError, ValueError) as e: raise CLIError(str(e)) from None
 
 # %% ../nbs/10_cli.ipynb #33
-def _umask()->int: # the process's umask (reading it means setting it)
-    m = os.umask(0o022); os.umask(m); return m
-
-@contextlib.contextmanager
-def atomic_path(dest): # yields a temporary path to write to, in `dest`'s folder
-    "Write to a temporary file, then move it onto `dest` in one step; remove it if the block fails"
-    dest = Path(dest)
-    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())                                   # mkstemp makes it private (0600)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 def write_json(obj, dest):
     "Write `obj` as indented JSON to `dest`, atomically"
     with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')
@@ -279,7 +263,7 @@ def _learner(tr, va, spec:dict, bs:int, pretrained:bool, workers:int=0, vocab=No
     try:
         return ssd_learner(dls, arch=get_arch(s['arch']), pretrained=pretrained, grids=s['grids'], zooms=s['zooms'],
                            ratios=[tuple(o) for o in s['ratios']], thresh=s['match_iou'], gamma=s['gamma'],
-                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'], stem_ks=s.get('stem_ks', 3),
+                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'], stem_ks=s['stem_ks'],
                            metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()], cbs=ChannelsLast())
     except (ValueError, RuntimeError, TypeError, StopIteration) as e:
         raise CLIError(f"cannot build an SSD on --arch {s['arch']} at --size {s['size']} with --grids "

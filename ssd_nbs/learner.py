@@ -13,7 +13,7 @@ from .loss import *
 from .single import make_body
 
 # %% auto #0
-__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
+__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner', 'atomic_path']
 
 # %% ../nbs/06b_learner.ipynb #6
 def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
@@ -91,7 +91,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     return learn
 
 # %% ../nbs/06b_learner.ipynb #28
-import os, cloudpickle
+import os, tempfile, contextlib, cloudpickle
 from types import SimpleNamespace
 from collections import ChainMap
 try: from plum import Function as _PlumFunction
@@ -113,14 +113,25 @@ class _Pickler(cloudpickle.Pickler):
 _pickle_module = SimpleNamespace(__name__='ssd_nbs.learner', Pickler=_Pickler, dump=cloudpickle.dump)  # for torch.save
 
 # %% ../nbs/06b_learner.ipynb #29
+def _umask()->int: # the process's umask (reading it means setting it)
+    m = os.umask(0o022); os.umask(m); return m
+
+@contextlib.contextmanager
+def atomic_path(dest): # yields a temporary path to write to, in `dest`'s folder
+    "Write to a temporary file, then move it onto `dest` in one step; remove it if the block fails"
+    dest = Path(dest)
+    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())                                   # mkstemp makes it private (0600)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+
 @patch
 def export(self:SSDLearner, fname='export.pkl', pickle_protocol=2):
     "`Learner.export` that can pickle the transforms fastai makes from functions, written atomically"
     if rank_distrib(): return                                               # as in fastai: only the main process writes
-    dest = Path(self.path)/fname
-    tmp = dest.parent/f'.{dest.name}.{os.getpid()}.tmp'
-    try:
-        Learner.export(self, tmp, pickle_module=_pickle_module, pickle_protocol=pickle_protocol)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_path(Path(self.path)/fname) as t:                           # absolute, so `self.path/t` is `t`
+        Learner.export(self, t.resolve(), pickle_module=_pickle_module, pickle_protocol=pickle_protocol)

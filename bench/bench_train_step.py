@@ -13,22 +13,38 @@ channels-last memory layout, as `ssd-train` trains it (fastai's `ChannelsLast` c
 from __future__ import annotations
 from benchutil import *
 import torch
+from torch import nn
 from ssd_nbs.cli import RECIPE, detector_spec, build_detector
+from ssd_nbs.model import OutConv, flatten_conv
 
 VOCAB = ['#na#', 'circle', 'square', 'triangle']
 
 def configs(quick:bool)->list:
     r = RECIPE
-    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv", bs=r['bs'],
-                   spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
-                                      match_iou=r['match_iou'], gamma=r['gamma']))
-    before = dict(name=f"before: the same with the lesson's 3x3 first conv, nh 64", bs=r['bs'],
-                  spec={**default['spec'], 'nh': 64, 'stem_ks': 3})
-    res = [default, before]
+    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv, one output conv per grid, no dropout",
+                   bs=r['bs'], spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
+                                                  drop=r['drop'], match_iou=r['match_iou'], gamma=r['gamma']))
+    second = dict(name="second round's default: the same with two output convs per grid and dropout 0.1", bs=r['bs'],
+                  spec={**default['spec'], 'drop': 0.1}, two_convs=True)
+    first = dict(name="first round's default: also the lesson's 3x3 first conv and nh 64", bs=r['bs'],
+                 spec={**second['spec'], 'nh': 64, 'stem_ks': 3}, two_convs=True)
+    res = [default, second, first]
     for size in ((128,) if quick else (128, 224)):
         res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', bs=16,
                         spec=detector_spec('resnet18', size, '4,2,1', r['zooms'], r['ratios'], nh=256, match_iou=0.5)))
     return res
+
+class TwoConvOut(nn.Module):
+    "The output block as the lesson writes it (and `ssd_nbs` had it before): one conv for the boxes, one for the classes"
+    def __init__(self, o:OutConv):
+        super().__init__()
+        ni,n = o.conv.in_channels, o.conv.out_channels
+        self.k,self.bbox,self.clas = o.k, nn.Conv2d(ni, o.n_box, 3, padding=1), nn.Conv2d(ni, n-o.n_box, 3, padding=1)
+        with torch.no_grad():
+            for p in ('weight', 'bias'):
+                w = getattr(o.conv, p)
+                getattr(self.bbox, p).copy_(w[:o.n_box]); getattr(self.clas, p).copy_(w[o.n_box:])
+    def forward(self, x): return flatten_conv(self.bbox(x), self.k), flatten_conv(self.clas(x), self.k)
 
 def batch(bs, size, gen, n_cls=3, n_max=8):
     x = torch.randn(bs, 3, size, size, generator=gen)
@@ -42,6 +58,7 @@ def batch(bs, size, gen, n_cls=3, n_max=8):
 
 def step_fns(cfg, gen):
     det = build_detector(cfg['spec'], VOCAB)
+    if cfg.get('two_convs'): det.model.head.outs = nn.ModuleList(TwoConvOut(o) for o in det.model.head.outs)
     model,loss_func = det.model.train().to(memory_format=torch.channels_last), det.loss_func   # as ssd-train runs it
     size = cfg['spec']['size']
     x,bb,lbl = batch(cfg['bs'], size, gen)

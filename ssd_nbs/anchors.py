@@ -87,34 +87,42 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
     bs,n_gt,n_anc = gt.shape[0], gt.shape[1], anchors.shape[0]
     match = torch.full((bs,n_anc), -1, dtype=torch.long, device=gt.device)
     if n_gt == 0: return match
-    gt = gt * valid[...,None]                                             # padding: a zero box, IoU 0 with every anchor
-    # rule 1, and each gt's best anchor for rule 2, a few images at a time
-    rv,ra = gt.new_empty(bs, n_gt), torch.empty(bs, n_gt, dtype=torch.long, device=gt.device)
-    step = max(1, _CHUNK // (n_gt*n_anc))
-    for i in range(0, bs, step):                                          # one step if the batch fits in a chunk
-        iou = _iou(gt[i:i+step], anchors)                                  # (c, n_gt, n_anc)
-        if thresh <= 0:                                                   # then IoU 0 would match: padding gets -1
-            pad = (~valid[i:i+step]).view(-1).nonzero()[:,0]
-            if len(pad): iou.view(-1, n_anc).index_fill_(0, pad, -1.)
-        c,a = (iou.amax(1) >= thresh).nonzero(as_tuple=True)               # anchors over the threshold...
-        match[i+c,a] = iou[c,:,a].max(1).indices                          # ... get their best gt
-        rv[i:i+step],ra[i:i+step] = _max_last(iou)                         # (c, n_gt) each gt's best anchor
+    # the IoUs of the real gts only (no padding), a few gts at a time: each anchor's best IoU in its image (rule 1),
+    # and each gt's best anchor (rule 2)
+    vb,vg = valid.nonzero(as_tuple=True)                                  # (n_real,) image and index of each real gt
+    best = gt.new_full((bs,n_anc), -1.)                                   # -1 where an image has no gt
+    rv = gt.new_full((bs,n_gt), -2.)                                      # rv > -1: a real gt still waiting for rule 2
+    ra = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)
+    step = max(1, _CHUNK // n_anc)
+    for i in range(0, len(vb), step):                                     # one step if all the gts fit in a chunk
+        b,g = vb[i:i+step], vg[i:i+step]
+        iou = _iou(gt[b,g], anchors)                                      # (c, n_anc)
+        best.scatter_reduce_(0, b[:,None].expand(-1,n_anc), iou, 'amax')  # the max over the gts of each image
+        rv[b,g],ra[b,g] = _max_last(iou)
+    # rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)
+    c,a = (best >= thresh).nonzero(as_tuple=True)
+    step1 = max(1, _CHUNK // n_gt)
+    for i in range(0, len(c), step1):
+        ci,ai = c[i:i+step1], a[i:i+step1]
+        ov = _iou(gt[ci], anchors[ai,None])[...,0].masked_fill_(~valid[ci], -1.)   # (k, n_gt) its IoU with each gt
+        match[ci,ai] = ov.max(1).indices
     # rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more
-    rv.masked_fill_(~valid, -2.)                                          # rv > -1: the gt is still waiting
     taken = torch.zeros(bs, n_anc, dtype=torch.bool, device=gt.device)
-    rows,kept = torch.arange(n_gt, device=gt.device), step >= bs         # kept: `iou` is the whole batch's
+    rows = torch.arange(n_gt, device=gt.device)
+    if len(vb) <= step:                                                   # `iou` holds every real gt: keep it
+        row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)
+        row_of[vb,vg] = torch.arange(len(vb), device=gt.device)
     while True:
         wait = rv > -1                                                    # (bs, n_gt)
         if not wait.any(): return match
-        col = iou.gather(2, ra[:,None].expand(-1,n_gt,-1)) if kept else _iou(gt, anchors[ra])
-        col.masked_fill_(~wait[...,None], -2.)                            # (bs, n_gt, n_gt) waiting gt i, best anchor of gt j
-        b,g = (wait & (col.argmax(1) == rows)).nonzero(as_tuple=True)    # gt j is the one that wants its anchor most
+        col = _iou(gt, anchors[ra]).masked_fill_(~wait[...,None], -2.)   # (bs, n_gt, n_gt) waiting gt i, best anchor of gt j
+        b,g = (wait & (col.max(1).indices == rows)).nonzero(as_tuple=True)  # gt j is the one that wants its anchor most
         a = ra[b,g]
         match[b,a] = g; taken[b,a] = True; rv[b,g] = -2.
         b,g = ((rv > -1) & taken.gather(1, ra)).nonzero(as_tuple=True)  # waiting gts whose best anchor was just taken
         if len(b):
-            row = iou[b,g] if kept else _iou(gt[b,g,None], anchors)[:,0]   # (k, n_anc) their IoUs: next best
-            rv[b,g],ra[b,g] = _max_last(row.masked_fill_(taken[b], -2.))
+            row = iou[row_of[b,g]] if len(vb) <= step else _iou(gt[b,g,None], anchors)[:,0]  # (k, n_anc) their IoUs
+            rv[b,g],ra[b,g] = row.masked_fill_(taken[b], -2.).max(-1)     # their next best free anchor
 
 # %% ../nbs/03_anchors.ipynb #35
 def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background

@@ -404,7 +404,7 @@ def _fp16(learn):
 
 # %% ../nbs/10_cli.ipynb #66
 RECIPE = dict(size=64, epochs=4, bs=16, lr=2e-2, grids='8,4,2,1', zooms='0.7,1,1.3', ratios='1:1,1:0.5,0.5:1',
-              match_iou=0.3, gamma=0., nh=48, stem_ks=1, n_shapes=12000, threads=1,
+              match_iou=0.3, gamma=0., nh=48, stem_ks=1, drop=0., n_shapes=12000, threads=1,
               workers=0)  # see "Finding the default recipe"
 
 # %% ../nbs/10_cli.ipynb #67
@@ -421,6 +421,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
           gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
           nh:int=RECIPE['nh'], # channels of the head
           stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
+          drop:float=RECIPE['drop'], # dropout on the body's features, before the head
           n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw, when `data` is None
           threads:int=RECIPE['threads'], workers:int=RECIPE['workers'], # PyTorch threads, data loading processes
           out='ssd_run', # output folder: model.pkl, metrics.json, predictions.png, checkpoint.pth
@@ -430,7 +431,8 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train an SSD on `data` and write `model.pkl`, `metrics.json` and `predictions.png` into `out`"
     t0 = time.time()
-    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, stem_ks=stem_ks, match_iou=match_iou, gamma=gamma)
+    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, drop=drop, stem_ks=stem_ks, match_iou=match_iou,
+                         gamma=gamma)
     if pretrained is None: pretrained = get_arch(arch) is not tiny_resnet
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
@@ -615,6 +617,7 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
               gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
               nh:int=RECIPE['nh'], # channels of the head
               stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
+              drop:float=RECIPE['drop'], # dropout on the body's features, before the head
               n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw (without --data)
               threads:int=RECIPE['threads'], # PyTorch CPU threads
               workers:int=RECIPE['workers'], # data loading processes
@@ -623,8 +626,10 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
               fp16:bool=False, # mixed precision on a GPU (on a CPU: full precision, with a warning)
              ):
     "Train an SSD object detector; write model.pkl, metrics.json and predictions.png into --out"
-    res = train(data, format, images, size, epochs, bs, lr, arch, pretrained, seed, grids, zooms, ratios, match_iou,
-                gamma, nh, stem_ks, n_shapes, threads, workers, out, resume, fp16)
+    res = train(data, fmt=format, images=images, size=size, epochs=epochs, bs=bs, lr=lr, arch=arch, pretrained=pretrained,
+                seed=seed, grids=grids, zooms=zooms, ratios=ratios, match_iou=match_iou, gamma=gamma, nh=nh,
+                stem_ks=stem_ks, drop=drop, n_shapes=n_shapes, threads=threads, workers=workers, out=out,
+                resume=resume, fp16=fp16)
     if res is None: return                                                 # not the main process of a distributed run
     print(f"mAP@0.5 {res['mAP']:.3f} ({', '.join(f'{k} {v:.3f}' for k,v in res['per_class'].items())}) "
           f"in {res['seconds']:.0f}s; wrote {Path(out)/'model.pkl'}, metrics.json, predictions.png")

@@ -24,15 +24,19 @@ def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
 
 # %% ../nbs/05_multiscale.ipynb #11
 class OutConv(nn.Module):
-    "Class scores and box activations for the `k` anchors of every cell of one grid"
+    "Box activations and class scores for the `k` anchors of every cell of one grid, from one 3x3 conv"
     def __init__(self, ni:int, n_classes:int, k:int, prior:float=0.01):
         super().__init__()
-        self.k = k
-        self.clas = nn.Conv2d(ni, k*(n_classes+1), 3, padding=1)
-        self.bbox = nn.Conv2d(ni, k*4, 3, padding=1)
-        self.clas.bias.data.fill_(-math.log((1-prior)/prior))
+        self.k,self.n_box = k,4*k
+        self.conv = nn.Conv2d(ni, k*(4+n_classes+1), 3, padding=1)        # k*4 box activations, then k*(n+1) scores
+        self.conv.bias.data[self.n_box:] = -math.log((1-prior)/prior)    # class scores start at the prior
     def forward(self, x): # (bs, ni, g, g) -> (bs, g*g*k, 4), (bs, g*g*k, n_classes+1)
-        return flatten_conv(self.bbox(x), self.k), flatten_conv(self.clas(x), self.k)
+        y = self.conv(x)
+        return flatten_conv(y[:,:self.n_box], self.k), flatten_conv(y[:,self.n_box:], self.k)
+    def _load_from_state_dict(self, sd, prefix, *args, **kwargs):
+        if prefix+'bbox.weight' in sd:                  # written when the block was two convs: `bbox`, then `clas`
+            for p in ('weight', 'bias'): sd[f'{prefix}conv.{p}'] = torch.cat([sd.pop(f'{prefix}bbox.{p}'), sd.pop(f'{prefix}clas.{p}')])
+        super()._load_from_state_dict(sd, prefix, *args, **kwargs)
 
 # %% ../nbs/05_multiscale.ipynb #12
 class SSDHead(nn.Module):

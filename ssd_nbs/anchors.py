@@ -99,29 +99,31 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
         iou = _iou(gt[b,g], anchors)                                      # (c, n_anc)
         best.scatter_reduce_(0, b[:,None].expand(-1,n_anc), iou, 'amax')  # the max over the gts of each image
         rv[b,g],ra[b,g] = _max_last(iou)
+    kept = len(vb) <= step                                                # `iou` has the rows of every real gt: keep it
+    if kept:
+        row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)  # (bs, n_gt) -> row of `iou` (padding: 0)
+        row_of[vb,vg] = torch.arange(len(vb), device=gt.device)
     # rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)
     c,a = (best >= thresh).nonzero(as_tuple=True)
     step1 = max(1, _CHUNK // n_gt)
     for i in range(0, len(c), step1):
         ci,ai = c[i:i+step1], a[i:i+step1]
-        ov = _iou(gt[ci], anchors[ai,None])[...,0].masked_fill_(~valid[ci], -1.)   # (k, n_gt) its IoU with each gt
-        match[ci,ai] = ov.max(1).indices
+        ov = iou[row_of[ci], ai[:,None]] if kept else _iou(gt[ci], anchors[ai,None])[...,0]   # (k, n_gt) its IoUs
+        match[ci,ai] = ov.masked_fill_(~valid[ci], -1.).max(1).indices                        # with the gts
     # rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more
     taken = torch.zeros(bs, n_anc, dtype=torch.bool, device=gt.device)
     rows = torch.arange(n_gt, device=gt.device)
-    if len(vb) <= step:                                                   # `iou` holds every real gt: keep it
-        row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)
-        row_of[vb,vg] = torch.arange(len(vb), device=gt.device)
     while True:
         wait = rv > -1                                                    # (bs, n_gt)
         if not wait.any(): return match
-        col = _iou(gt, anchors[ra]).masked_fill_(~wait[...,None], -2.)   # (bs, n_gt, n_gt) waiting gt i, best anchor of gt j
+        col = iou[row_of[...,None], ra[:,None]] if kept else _iou(gt, anchors[ra])   # (bs, n_gt, n_gt): IoU of gt i
+        col.masked_fill_(~wait[...,None], -2.)                            # with the best anchor of gt j, if i waits
         b,g = (wait & (col.max(1).indices == rows)).nonzero(as_tuple=True)  # gt j is the one that wants its anchor most
         a = ra[b,g]
         match[b,a] = g; taken[b,a] = True; rv[b,g] = -2.
         b,g = ((rv > -1) & taken.gather(1, ra)).nonzero(as_tuple=True)  # waiting gts whose best anchor was just taken
         if len(b):
-            row = iou[row_of[b,g]] if len(vb) <= step else _iou(gt[b,g,None], anchors)[:,0]  # (k, n_anc) their IoUs
+            row = iou[row_of[b,g]] if kept else _iou(gt[b,g,None], anchors)[:,0]   # (k, n_anc) their IoUs
             rv[b,g],ra[b,g] = row.masked_fill_(taken[b], -2.).max(-1)     # their next best free anchor
 
 # %% ../nbs/03_anchors.ipynb #35

@@ -11,7 +11,8 @@ from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'match_anchors', 'bce_loss', 'ssd_loss_loop']
+__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'anchor_code', 'encode_boxes', 'match_anchors', 'bce_loss',
+           'ssd_loss_loop']
 
 # %% ../nbs/03_anchors.ipynb #6
 def make_anchors(grids=(4,), # grid sizes, e.g. (4,2,1)
@@ -52,6 +53,20 @@ def bbox_to_activ(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
     wh  = torch.log(b[...,2:].clamp(min=1e-6) / anc[...,2:]) / _SCALE[1]
     return torch.cat([ctr, wh], -1)
 
+def anchor_code(anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
+               )->Tensor: # (n_anchors, 8): centre, log-size, then the factors of the four differences
+    "What `bbox_to_activ` computes of each anchor, once: for a loss whose anchors never change"
+    anc = xyxy2cthw(anchors)
+    factor = torch.cat([1/(_SCALE[0]*anc[:,2:]), torch.full_like(anc[:,2:], 1/_SCALE[1])], -1)
+    return torch.cat([anc[:,:2], anc[:,2:].log(), factor], -1)
+
+def encode_boxes(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
+                 code:Tensor, # (n_anchors, 8) `anchor_code` of their anchors
+                )->Tensor: # (..., n_anchors, 4) activations, as `bbox_to_activ`
+    "`bbox_to_activ` from the anchors' `anchor_code`: half the operations"
+    b = xyxy2cthw(bbox)
+    return (torch.cat([b[...,:2], b[...,2:].clamp(min=1e-6).log()], -1) - code[:,:4]) * code[:,4:]
+
 # %% ../nbs/03_anchors.ipynb #26
 def _iou(a:Tensor, # (..., n, 4) boxes x1y1x2y2
          b:Tensor, # (..., m, 4) boxes x1y1x2y2
@@ -90,6 +105,7 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
     # the IoUs of the real gts only (no padding), a few gts at a time: each anchor's best IoU in its image (rule 1),
     # and each gt's best anchor (rule 2)
     vb,vg = valid.nonzero(as_tuple=True)                                  # (n_real,) image and index of each real gt
+    if len(vb) == 0: return match                                         # only padding
     best = gt.new_full((bs,n_anc), -1.)                                   # -1 where an image has no gt
     rv = gt.new_full((bs,n_gt), -2.)                                      # rv > -1: a real gt still waiting for rule 2
     ra = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)
@@ -103,12 +119,13 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
     if kept:
         row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)  # (bs, n_gt) -> row of `iou` (padding: 0)
         row_of[vb,vg] = torch.arange(len(vb), device=gt.device)
+        start,flat = row_of*n_anc, iou.view(-1)                            # where each row starts in the flat `iou`
     # rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)
     c,a = (best >= thresh).nonzero(as_tuple=True)
     step1 = max(1, _CHUNK // n_gt)
     for i in range(0, len(c), step1):
         ci,ai = c[i:i+step1], a[i:i+step1]
-        ov = iou[row_of[ci], ai[:,None]] if kept else _iou(gt[ci], anchors[ai,None])[...,0]   # (k, n_gt) its IoUs
+        ov = flat.take(start[ci] + ai[:,None]) if kept else _iou(gt[ci], anchors[ai,None])[...,0]   # (k, n_gt) its IoUs
         match[ci,ai] = ov.masked_fill_(~valid[ci], -1.).max(1).indices                        # with the gts
     # rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more
     taken = torch.zeros(bs, n_anc, dtype=torch.bool, device=gt.device)
@@ -116,7 +133,7 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
     while True:
         wait = rv > -1                                                    # (bs, n_gt)
         if not wait.any(): return match
-        col = iou[row_of[...,None], ra[:,None]] if kept else _iou(gt, anchors[ra])   # (bs, n_gt, n_gt): IoU of gt i
+        col = flat.take(start[...,None] + ra[:,None]) if kept else _iou(gt, anchors[ra])   # (bs, n_gt, n_gt): IoU of gt i
         col.masked_fill_(~wait[...,None], -2.)                            # with the best anchor of gt j, if i waits
         b,g = (wait & (col.max(1).indices == rows)).nonzero(as_tuple=True)  # gt j is the one that wants its anchor most
         a = ra[b,g]

@@ -34,11 +34,12 @@ def ssd_targets(bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-pad
     return gt_bb, gt_lbl, pos
 
 # %% ../nbs/06_loss.ipynb #8
-_BCE_CHUNK = 2**18  # scores handled at a time: the temporaries stay in the CPU's cache
+_BCE_CHUNK = 2**18  # scores handled at a time (whole rows of them): the temporaries stay in the CPU's cache
 
-def _log_sig_abs_sum(s:Tensor)->Tensor: # (n,) `s = sigmoid(x)` -> () sum of `log(sigmoid(|x|))`
+def _log_sig_abs_sum(s:Tensor)->Tensor: # `s = sigmoid(x)`, contiguous -> () sum of `log(sigmoid(|x|))`
     "Sum of `log(sigmoid(|x|)) = log(max(s, 1-s))`, with one `log` per 64 values"
-    u = torch.maximum(s, 1-s)                                             # sigmoid(|x|), in [0.5, 1]
+    u = torch.rsub(s, 1); torch.maximum(u, s, out=u)                      # sigmoid(|x|), in [0.5, 1]: one temporary
+    u = u.view(-1)
     if u.dtype == torch.float16: u = u.float()                            # 0.5**64 would underflow in float16
     k = len(u) // 64 * 64
     return u[:k].view(-1, 64).prod(1).log_().sum() + u[k:].log().sum()
@@ -49,14 +50,14 @@ class _BCEOneHot(torch.autograd.Function):
     "Summed BCE with logits of `clas[...,1:]` against targets that are 1 at the positives (`b`,`a`,`l`), 0 elsewhere"
     @staticmethod
     def forward(ctx, clas, b, a, l): # (bs, n_anc, n_cls+1) scores; (n_pos,) image, anchor and class of each positive
-        x = clas.contiguous().view(-1)
+        x = clas.contiguous().view(-1, clas.shape[-1])                    # a row per anchor, background score first
         s,tot = torch.empty_like(x),[]                                    # s: sigmoid(x), the gradient in `backward`
-        for i in range(0, len(x), _BCE_CHUNK):
-            xi = x[i:i+_BCE_CHUNK]
-            si = torch.sigmoid(xi, out=s[i:i+_BCE_CHUNK])
-            tot.append(_relu_sum(xi) - _log_sig_abs_sum(si))              # log(1+e^x) = max(x,0) - log(sigmoid(|x|))
-        x0,s0 = x.view(-1, clas.shape[-1])[:,0], s.view(-1, clas.shape[-1])[:,0]
-        tot.append(_log_sig_abs_sum(s0) - _relu_sum(x0))                  # the background score is not used
+        rows = max(1, _BCE_CHUNK // x.shape[1])
+        for i in range(0, len(x), rows):
+            xi = x[i:i+rows]
+            si = torch.sigmoid(xi, out=s[i:i+rows])
+            si[:,0] = 0.                                                  # background is not a class: no loss, no gradient
+            tot.append(_relu_sum(xi[:,1:]) - _log_sig_abs_sum(si))        # log(1+e^x) = max(x,0) - log(sigmoid(|x|))
         ctx.s = s.view(clas.shape); ctx.save_for_backward(b, a, l)
         return torch.stack(tot).sum().to(clas.dtype) - clas[b,a,l].sum()  # sum of log(1+e^x) - x*t
     @staticmethod
@@ -65,8 +66,7 @@ class _BCEOneHot(torch.autograd.Function):
         b,a,l = ctx.saved_tensors
         grad,ctx.s = ctx.s,None                                           # sigmoid(x) = d/dx log(1+e^x), made in place
         if grad is None: raise RuntimeError('the class loss of SSDLoss can be differentiated once (retain_graph is not supported)')
-        grad.mul_(g)
-        grad[...,0] = 0.                                                  # the background score is not used
+        grad.mul_(g)                                                      # 0 for the background scores
         grad[b,a,l] -= g                                                  # d/dx -x*t
         return grad, None, None, None
 
@@ -92,12 +92,17 @@ class SSDLoss:
         b,a = (m >= 0).nonzero(as_tuple=True)                              # (n_pos,) image and anchor of each match
         g = m[b,a]; l = labels[b,g]                                        # (n_pos,) its gt and the gt's class
         n_pos = max(len(b), 1)
-        bb = (box_act[b,a] - bbox_to_activ(bboxes[b,g], anc[a])).abs().sum()
+        bb = (box_act[b,a] - encode_boxes(bboxes[b,g], self.anchor_code(anc)[a])).abs().sum()   # `bbox_to_activ`
         if self.gamma == 0: cl = _BCEOneHot.apply(clas, b, a, l)
         else:
             targ = torch.zeros_like(clas); targ[b,a,l] = 1.                # one-hot class targets, background 0
             cl = bce_loss(clas[...,1:], targ[...,1:], self.gamma, self.alpha)
         return bb/n_pos, cl/n_pos
+
+    def anchor_code(self, anc:Tensor)->Tensor: # `anchor_code(anc)`, computed once for the loss's anchors on a device
+        c = getattr(self, '_code', None)                                  # (losses pickled before it have none)
+        if c is None or c[0] is not self.anchors or c[1].device != anc.device: c = self._code = (self.anchors, anchor_code(anc))
+        return c[1]
 
     def __call__(self, preds, bboxes, labels):
         bb,cl = self.parts(preds, bboxes, labels)

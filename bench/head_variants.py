@@ -41,33 +41,26 @@ def patch(wide=False, out8_1x1=False):
             self.outs[0].conv = new
     M.SSDHead.__init__ = __init__
 
-def step_fns(variant, x, bb, lbl):
-    "A full training step and a backbone-only step of `variant`, as `bench_train_step.py` times them"
-    from ssd_nbs.cli import RECIPE, detector_spec, build_detector
+def step_fns(variant:str):
+    "A full training step and a backbone-only step of `variant`, from `bench_train_step.py`, on the same batch for every variant"
+    from bench_train_step import step_fns as train_step_fns
+    from ssd_nbs.cli import RECIPE, detector_spec
     r = RECIPE
-    patch(**VARIANTS[variant])
     spec = detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'], drop=r['drop'],
                          match_iou=r['match_iou'], gamma=r['gamma'])
-    torch.manual_seed(0)
-    det = build_detector(spec, ['#na#', 'circle', 'square', 'triangle'])
-    patch()
-    model,loss_func = det.model.train().to(memory_format=torch.channels_last), det.loss_func
-    opt_full, opt_body = torch.optim.AdamW(model.parameters(), lr=1e-4), torch.optim.AdamW(model.body.parameters(), lr=1e-4)
-    def full():
-        opt_full.zero_grad(); loss_func(model(x), bb, lbl).backward(); opt_full.step()
-    def backbone():
-        opt_body.zero_grad(); model.body(x).mean().backward(); opt_body.step()
-    n_par = sum(o.numel() for o in model.parameters())
-    return full, backbone, n_par, sum(o.numel() for o in model.body.parameters())
+    patch(**VARIANTS[variant])
+    try:
+        torch.manual_seed(0)
+        fns,_,n_par = train_step_fns(dict(spec=spec, bs=16), torch.Generator().manual_seed(0))
+        n_body = sum(o.numel() for o in cli.make_body(cli.get_arch('tiny_resnet'), pretrained=False).parameters())
+    finally: patch()
+    return fns['full'], fns['backbone'], n_par, n_body
 
 def main():
     args, info, reps, gen = setup_reps(__doc__, 'steps of each kind')
-    from bench_train_step import batch
-    x,bb,lbl = batch(16, 64, gen)
-    x = x.to(memory_format=torch.channels_last)
     fns,params = {},{}
     for v in VARIANTS:
-        full,body,n_par,n_body = step_fns(v, x, bb, lbl)
+        full,body,n_par,n_body = step_fns(v)
         fns[v],fns[v+' backbone'],params[v] = full,body,(n_par,n_body)
     ts = time_round_robin(fns, reps, warmup=2)
     rows = []

@@ -33,9 +33,10 @@ from ssd_nbs.metrics import mean_ap
 from ssd_nbs.cli import RECIPE, get_arch, parse_grids, parse_zooms, parse_ratios, shapes_data, data_items, cache_dir
 
 # the recipes of `ssd-train`: RECIPE (shapes, its default) and BCCD_RECIPE of nbs/09_bccd
+# (the BCCD runs of bench/results/ kept `ssd_learner`'s dropout of 0.1, which ssd-train sets to 0: written out below)
 RECIPES = dict(shapes=dict(size=RECIPE['size'], bs=RECIPE['bs'], lr=RECIPE['lr'], grids=RECIPE['grids'], nh=RECIPE['nh'],
-                           stem_ks=RECIPE['stem_ks'], match_iou=RECIPE['match_iou']),
-               bccd=dict(size=320, bs=8, lr=1e-2, grids='20,10,5,3,1', nh=64, stem_ks=3, match_iou=0.4))
+                           stem_ks=RECIPE['stem_ks'], fine_ks=RECIPE['fine_ks'], drop=RECIPE['drop'], match_iou=RECIPE['match_iou']),
+               bccd=dict(size=320, bs=8, lr=1e-2, grids='20,10,5,3,1', nh=64, stem_ks=3, fine_ks=3, drop=0.1, match_iou=0.4))
 
 # ---------------------------------------------------------------------------------------------------------------------
 # data
@@ -94,7 +95,7 @@ class TimeBudget(ParamScheduler):
 def train_ours(dls, r:dict, budget:float)->tuple:
     learn = ssd_learner(dls, arch=get_arch('tiny_resnet'), pretrained=False, grids=parse_grids(r['grids']),
                         zooms=parse_zooms(RECIPE['zooms']), ratios=parse_ratios(RECIPE['ratios']),
-                        thresh=r['match_iou'], nh=r['nh'], stem_ks=r['stem_ks'], metrics=[])
+                        thresh=r['match_iou'], nh=r['nh'], stem_ks=r['stem_ks'], fine_ks=r['fine_ks'], drop=r['drop'], metrics=[])
     cb = TimeBudget(budget, r['lr'])
     t = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fit(10**6, cbs=[cb])

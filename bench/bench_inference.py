@@ -20,7 +20,7 @@ from bench_accuracy import RECIPES, ssdlite
 def models(size:int):
     r = dict(RECIPES['shapes' if size == RECIPE['size'] else 'bccd'])
     spec = detector_spec('tiny_resnet', size, r['grids'], RECIPE['zooms'], RECIPE['ratios'], nh=r['nh'], stem_ks=r['stem_ks'],
-                         match_iou=r['match_iou'])
+                         fine_ks=r['fine_ks'], match_iou=r['match_iou'])
     det = build_detector(spec, ['#na#', 'a', 'b', 'c'])
     tv = ssdlite(3, size).eval()
     tv.score_thresh,tv.detections_per_img = 0.3, 100

@@ -21,14 +21,18 @@ VOCAB = ['#na#', 'circle', 'square', 'triangle']
 
 def configs(quick:bool)->list:
     r = RECIPE
-    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv, one output conv per grid, no dropout",
+    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv, "
+                        f"{r['fine_ks']}x{r['fine_ks']} output conv on the {r['grids'].split(',')[0]}x grid, one output conv per grid, no dropout",
                    bs=r['bs'], spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
-                                                  drop=r['drop'], match_iou=r['match_iou'], gamma=r['gamma']))
-    second = dict(name="second round's default: the same with two output convs per grid and dropout 0.1", bs=r['bs'],
-                  spec={**default['spec'], 'drop': 0.1}, two_convs=True)
+                                                  drop=r['drop'], stem_ks=r['stem_ks'], fine_ks=r['fine_ks'],
+                                                  match_iou=r['match_iou'], gamma=r['gamma']))
+    fourth = dict(name="fourth round's default: the same with nh 48 and the lesson's 3x3 output conv on every grid", bs=r['bs'],
+                  spec={**default['spec'], 'nh': 48, 'fine_ks': 3})
+    second = dict(name="second round's default: also two output convs per grid and dropout 0.1", bs=r['bs'],
+                  spec={**fourth['spec'], 'drop': 0.1}, two_convs=True)
     first = dict(name="first round's default: also the lesson's 3x3 first conv and nh 64", bs=r['bs'],
                  spec={**second['spec'], 'nh': 64, 'stem_ks': 3}, two_convs=True)
-    res = [default, second, first]
+    res = [default, fourth, second, first]
     for size in ((128,) if quick else (128, 224)):
         res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', bs=16,
                         spec=detector_spec('resnet18', size, '4,2,1', r['zooms'], r['ratios'], nh=256, match_iou=0.5)))

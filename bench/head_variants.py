@@ -9,46 +9,42 @@ variants timed in turns in one process; and `--train`, which runs `ssd-train` wi
 (A model file written by a `--train` run records `tiny_resnet` as its body: `ssd-predict` would rebuild the default
 body, not the variant's. The runs are for their `metrics.json`.)
 
-The variants are experiments, not options of the package: they are built here by patching it.
-* `default`: `ssd-train`'s model (tiny_resnet, widths 32,64,128; 3x3 output convs on every grid);
-* `out8_1x1`: the output conv of the 8x8 grid (the head's largest conv) has a 1x1 kernel instead of 3x3;
-* `wide`: tiny_resnet with widths 48,96,192 (2.2x the body's multiply-adds; the head unchanged);
-* `wide_out8_1x1`: both.
+The wider body is an experiment, not an option of the package: it is built here by patching `tiny_resnet`. The other
+settings are `ssd-train` options (`--nh`, `--fine-ks`).
+* `default`: `ssd-train`'s model (tiny_resnet, widths 32,64,128; head of 32 channels, a 1x1 output conv on the 8x8
+  grid, 3x3 on the others);
+* `fourth_round`: the default of the fourth round: 48 channels, the lesson's 3x3 output conv on every grid
+  (`ssd-train --nh 48 --fine-ks 3`);
+* `wide`: the default with tiny_resnet's widths 48,96,192 (2.2x the body's multiply-adds; the head unchanged);
+* `wide_fourth_round`: both.
+(The fourth round ran an earlier version of this script, with the fourth round's default as `default`, a 1x1 output
+conv on the 8x8 grid as `out8_1x1` and the wider body: bench/results/head_variants*.)
 """
 from __future__ import annotations
 import functools, sys
 from benchutil import *
 import torch
-from torch import nn
 import ssd_nbs.cli as cli
 import ssd_nbs.model as M
 
-VARIANTS = {'default': dict(), 'out8_1x1': dict(out8_1x1=True), 'wide': dict(wide=True),
-            'wide_out8_1x1': dict(wide=True, out8_1x1=True)}
+VARIANTS = {'default': dict(), 'fourth_round': dict(nh=48, fine_ks=3), 'wide': dict(wide=True),
+            'wide_fourth_round': dict(wide=True, nh=48, fine_ks=3)}
 WIDE = (48, 96, 192)
 
-def patch(wide=False, out8_1x1=False):
-    "Make `ssd_nbs` build the variant: `tiny_resnet` with wider stages, and/or a 1x1 output conv on the first grid"
+def patch(wide=False):
+    "Make `ssd_nbs` build `tiny_resnet` with wider stages (or, with `wide=False`, as it is)"
     cli._ARCHS['tiny_resnet'] = functools.partial(M.tiny_resnet, widths=WIDE) if wide else M.tiny_resnet
-    init = getattr(M.SSDHead, '_plain_init', M.SSDHead.__init__)
-    M.SSDHead._plain_init = init
-    def __init__(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        if out8_1x1:
-            c = self.outs[0].conv
-            new = nn.Conv2d(c.in_channels, c.out_channels, 1)
-            with torch.no_grad(): new.bias.copy_(c.bias)                   # the class scores' prior
-            self.outs[0].conv = new
-    M.SSDHead.__init__ = __init__
 
 def step_fns(variant:str):
     "A full training step and a backbone-only step of `variant`, from `bench_train_step.py`, on the same batch for every variant"
     from bench_train_step import step_fns as train_step_fns
     from ssd_nbs.cli import RECIPE, detector_spec
     r = RECIPE
-    spec = detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'], drop=r['drop'],
+    v = dict(VARIANTS[variant])
+    spec = detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=v.get('nh', r['nh']),
+                         drop=r['drop'], stem_ks=r['stem_ks'], fine_ks=v.get('fine_ks', r['fine_ks']),
                          match_iou=r['match_iou'], gamma=r['gamma'])
-    patch(**VARIANTS[variant])
+    patch(v.get('wide', False))
     try:
         torch.manual_seed(0)
         fns,_,n_par = train_step_fns(dict(spec=spec, bs=16), torch.Generator().manual_seed(0))
@@ -78,7 +74,9 @@ def main():
 
 def train(variant:str, argv:list):
     "Run `ssd-train` with `variant` (the remaining options are ssd-train's)"
-    patch(**VARIANTS[variant])
+    v = VARIANTS[variant]
+    patch(v.get('wide', False))
+    argv = [*(f'--{k.replace("_", "-")}={v[k]}' for k in ('nh', 'fine_ks') if k in v), *argv]
     if not any(o in argv for o in ('--pretrained', '--no-pretrained')): argv = [*argv, '--no-pretrained']  # the patched body is not `tiny_resnet` itself
     sys.argv = ['ssd-train', *argv]
     cli.train_main()

@@ -163,13 +163,13 @@ _FORMAT = 'ssd_nbs.detector/1'  # the `format` entry of a model file, changed if
 
 def detector_spec(arch:str='tiny_resnet', size:int=128, # body (a name for `get_arch`) and image size
                   grids='8,4,2,1', zooms='0.7,1,1.3', ratios='1:1,1:0.5,0.5:1', # anchors
-                  nh:int=256, drop:float=0.1, stem_ks:int=1, # head
+                  nh:int=256, drop:float=0.1, stem_ks:int=1, fine_ks:int=3, # head
                   match_iou:float=0.3, gamma:float=0., alpha:float=0.25, # `SSDLoss`
                  )->dict:
     "Everything but the weights and the classes that is needed to build the same `SSDModel` and `SSDLoss` again"
     return dict(arch=arch, size=size, grids=list(parse_grids(grids)), zooms=list(parse_zooms(zooms)),
                 ratios=[list(o) for o in parse_ratios(ratios)], nh=nh, drop=drop, stem_ks=stem_ks,
-                match_iou=match_iou, gamma=gamma, alpha=alpha)
+                fine_ks=fine_ks, match_iou=match_iou, gamma=gamma, alpha=alpha)
 
 # %% ../nbs/10_cli.ipynb #40
 class Detector:
@@ -185,7 +185,8 @@ def build_detector(spec:dict, vocab:list)->Detector:
     "A `Detector` with random weights, built from `spec` as `ssd_learner` builds its model and loss"
     s = spec
     model = SSDModel(make_body(get_arch(s['arch']), pretrained=False), len(vocab)-1, s['size'], s['grids'],
-                     len(s['zooms'])*len(s['ratios']), nh=s['nh'], drop=s['drop'], stem_ks=s.get('stem_ks', 3))
+                     len(s['zooms'])*len(s['ratios']), nh=s['nh'], drop=s['drop'], stem_ks=s.get('stem_ks', 3),
+                     fine_ks=s.get('fine_ks', 3))
     anc = make_anchors(s['grids'], s['zooms'], [tuple(o) for o in s['ratios']])
     loss = SSDLoss(anc, s['match_iou'], s['gamma'], s['alpha'])
     return Detector(model, loss, vocab)
@@ -263,7 +264,7 @@ def _learner(tr, va, spec:dict, bs:int, pretrained:bool, workers:int=0, vocab=No
     try:
         return ssd_learner(dls, arch=get_arch(s['arch']), pretrained=pretrained, grids=s['grids'], zooms=s['zooms'],
                            ratios=[tuple(o) for o in s['ratios']], thresh=s['match_iou'], gamma=s['gamma'],
-                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'], stem_ks=s['stem_ks'],
+                           alpha=s['alpha'], nh=s['nh'], drop=s['drop'], stem_ks=s['stem_ks'], fine_ks=s['fine_ks'],
                            metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()], cbs=ChannelsLast())
     except (ValueError, RuntimeError, TypeError, StopIteration) as e:
         raise CLIError(f"cannot build an SSD on --arch {s['arch']} at --size {s['size']} with --grids "
@@ -356,7 +357,7 @@ class Checkpoint(Callback):
 
 # %% ../nbs/10_cli.ipynb #62
 _SAME = ('data', 'format', 'images', 'pretrained', 'seed', 'arch', 'size', 'grids', 'zooms', 'ratios', 'nh', 'drop',
-         'stem_ks', 'match_iou', 'gamma', 'alpha')  # the settings a resumed run must share with its checkpoint
+         'stem_ks', 'fine_ks', 'match_iou', 'gamma', 'alpha')  # the settings a resumed run must share with its checkpoint
 
 def _same(k, a, b): return str(Path(a).resolve()) == str(Path(b).resolve()) if k in ('data','images') and a and b else a == b
 
@@ -404,7 +405,7 @@ def _fp16(learn):
 
 # %% ../nbs/10_cli.ipynb #66
 RECIPE = dict(size=64, epochs=4, bs=16, lr=2e-2, grids='8,4,2,1', zooms='0.7,1,1.3', ratios='1:1,1:0.5,0.5:1',
-              match_iou=0.3, gamma=0., nh=48, stem_ks=1, drop=0., n_shapes=12000, threads=1,
+              match_iou=0.3, gamma=0., nh=32, stem_ks=1, fine_ks=1, drop=0., n_shapes=12000, threads=1,
               workers=0)  # see "Finding the default recipe"
 
 # %% ../nbs/10_cli.ipynb #67
@@ -421,6 +422,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
           gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
           nh:int=RECIPE['nh'], # channels of the head
           stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
+          fine_ks:int=RECIPE['fine_ks'], # kernel size of the finest grid's output conv (1, or the lesson's 3)
           drop:float=RECIPE['drop'], # dropout on the body's features, before the head
           n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw, when `data` is None
           threads:int=RECIPE['threads'], workers:int=RECIPE['workers'], # PyTorch threads, data loading processes
@@ -431,8 +433,8 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train an SSD on `data` and write `model.pkl`, `metrics.json` and `predictions.png` into `out`"
     t0 = time.time()
-    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, drop=drop, stem_ks=stem_ks, match_iou=match_iou,
-                         gamma=gamma)
+    spec = detector_spec(arch, size, grids, zooms, ratios, nh=nh, drop=drop, stem_ks=stem_ks, fine_ks=fine_ks,
+                         match_iou=match_iou, gamma=gamma)
     if pretrained is None: pretrained = get_arch(arch) is not tiny_resnet
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
@@ -617,6 +619,7 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
               gamma:float=RECIPE['gamma'], # focal loss exponent (0: plain binary cross-entropy)
               nh:int=RECIPE['nh'], # channels of the head
               stem_ks:int=RECIPE['stem_ks'], # kernel size of the head's first conv (1, or the lesson's 3)
+              fine_ks:int=RECIPE['fine_ks'], # kernel size of the finest grid's output conv (1, or the lesson's 3)
               drop:float=RECIPE['drop'], # dropout on the body's features, before the head
               n_shapes:int=RECIPE['n_shapes'], # synthetic images to draw (without --data)
               threads:int=RECIPE['threads'], # PyTorch CPU threads
@@ -628,13 +631,14 @@ def ssd_train(data:str=None, # a Pascal VOC folder or a COCO json file (default:
     "Train an SSD object detector; write model.pkl, metrics.json and predictions.png into --out"
     res = train(data, fmt=format, images=images, size=size, epochs=epochs, bs=bs, lr=lr, arch=arch, pretrained=pretrained,
                 seed=seed, grids=grids, zooms=zooms, ratios=ratios, match_iou=match_iou, gamma=gamma, nh=nh,
-                stem_ks=stem_ks, drop=drop, n_shapes=n_shapes, threads=threads, workers=workers, out=out,
-                resume=resume, fp16=fp16)
+                stem_ks=stem_ks, fine_ks=fine_ks, drop=drop, n_shapes=n_shapes, threads=threads, workers=workers,
+                out=out, resume=resume, fp16=fp16)
     if res is None: return                                                 # not the main process of a distributed run
     print(f"mAP@0.5 {res['mAP']:.3f} ({', '.join(f'{k} {v:.3f}' for k,v in res['per_class'].items())}) "
           f"in {res['seconds']:.0f}s; wrote {Path(out)/'model.pkl'}, metrics.json, predictions.png")
 
-ssd_train.cli = dict(format=dict(choices=['voc', 'coco']), stem_ks=dict(choices=[1, 3]), pretrained=dict(action=argparse.BooleanOptionalAction))
+ssd_train.cli = dict(format=dict(choices=['voc', 'coco']), stem_ks=dict(choices=[1, 3]),
+                     fine_ks=dict(choices=[1, 3]), pretrained=dict(action=argparse.BooleanOptionalAction))
 
 def train_main():
     "The `ssd-train` command"

@@ -76,12 +76,14 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
                 pretrained:bool=True, # ImageNet weights for the body, if they can be had
                 thresh:float=0.5, gamma:float=0., alpha:float=0.25, bbox_weight:float=1., clas_weight:float=1.,
                 nh:int=256, drop:float=0.1, stem_ks:int=1, # head: channels, dropout, first conv's kernel size
+                fine_ks:int=3, # kernel size of the finest grid's output conv
                 **kwargs, # passed to `Learner`
                )->SSDLearner:
     "A fastai `Learner` with an `SSDModel` over `arch` and an `SSDLoss`"
     size = dls.one_batch()[0].shape[-1]
     body = make_body(arch, pretrained)
-    model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop, stem_ks=stem_ks)
+    model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop, stem_ks=stem_ks,
+                    fine_ks=fine_ks)
     loss = SSDLoss(make_anchors(grids, zooms, ratios), thresh, gamma, alpha, bbox_weight, clas_weight)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
     kwargs['cbs'] = L(kwargs.get('cbs')) + [StopOnNonFinite()]            # see "Two checks on every learner"

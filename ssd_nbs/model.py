@@ -24,11 +24,11 @@ def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
 
 # %% ../nbs/05_multiscale.ipynb #11
 class OutConv(nn.Module):
-    "Box activations and class scores for the `k` anchors of every cell of one grid, from one 3x3 conv"
-    def __init__(self, ni:int, n_classes:int, k:int, prior:float=0.01):
+    "Box activations and class scores for the `k` anchors of every cell of one grid, from one conv (3x3 in the lesson)"
+    def __init__(self, ni:int, n_classes:int, k:int, prior:float=0.01, ks:int=3):
         super().__init__()
         self.k,self.n_box = k,4*k
-        self.conv = nn.Conv2d(ni, k*(4+n_classes+1), 3, padding=1)        # k*4 box activations, then k*(n+1) scores
+        self.conv = nn.Conv2d(ni, k*(4+n_classes+1), ks, padding=ks//2)   # k*4 box activations, then k*(n+1) scores
         self.conv.bias.data[self.n_box:] = -math.log((1-prior)/prior)    # class scores start at the prior
     def forward(self, x): # (bs, ni, g, g) -> (bs, g*g*k, 4), (bs, g*g*k, n_classes+1)
         y = self.conv(x)
@@ -45,7 +45,8 @@ class SSDHead(nn.Module):
                  n_classes:int, # classes, without background
                  feat:int, # spatial size of the backbone's output
                  grids=(4,2,1), k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01,
-                 stem_ks:int=1): # kernel size of the first conv, from `ni` to `nh` channels
+                 stem_ks:int=1, # kernel size of the first conv, from `ni` to `nh` channels
+                 fine_ks:int=3): # kernel size of the finest grid's output conv (the coarser ones are 3x3)
         super().__init__()
         self.grids = tuple(grids)
         self.stem = nn.Sequential(nn.Dropout(drop), ConvLayer(ni, nh, ks=stem_ks))
@@ -56,7 +57,7 @@ class SSDHead(nn.Module):
             if cur != g: raise ValueError(f'Grid {g}x{g} cannot follow a {feat}x{feat} feature map through stride-2 '
                                           f'convs (grids must shrink: {self.grids}); change `grids` or the image size')
             self.downs.append(nn.Sequential(*layers))
-            self.outs.append(OutConv(nh, n_classes, k, prior))
+            self.outs.append(OutConv(nh, n_classes, k, prior, ks=fine_ks if not self.outs else 3))
     def forward(self, x): # (bs, ni, feat, feat)
         x,boxes,clas = self.stem(x),[],[]
         for down,out in zip(self.downs, self.outs):

@@ -21,8 +21,9 @@ VOCAB = ['#na#', 'circle', 'square', 'triangle']
 
 def configs(quick:bool)->list:
     r = RECIPE
+    g = r['grids'].split(',')[0]
     default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv, "
-                        f"{r['fine_ks']}x{r['fine_ks']} output conv on the {r['grids'].split(',')[0]}x grid, one output conv per grid, no dropout",
+                        f"{r['fine_ks']}x{r['fine_ks']} output conv on the {g}x{g} grid, one output conv per grid, no dropout",
                    bs=r['bs'], spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
                                                   drop=r['drop'], stem_ks=r['stem_ks'], fine_ks=r['fine_ks'],
                                                   match_iou=r['match_iou'], gamma=r['gamma']))

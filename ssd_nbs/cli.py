@@ -27,23 +27,17 @@ from .anchors import make_anchors
 from .data import make_shapes, voc_items, clean_items, ssd_dls
 from .model import SSDModel, tiny_resnet
 from .single import make_body
-from .learner import ssd_learner, NonFiniteLossError, atomic_path, _umask
+from .learner import ssd_learner, NonFiniteLossError
+from .core import CLIError, atomic_path, write_json, _umask, first_line as _first_line
 from .loss import SSDLoss, LossPart, decode_preds
 from .metrics import MeanAP
 
 # %% auto #0
-__all__ = ['SHAPES_VALID', 'CACHE_BYTES', 'RECIPE', 'CLIError', 'parse_grids', 'parse_zooms', 'parse_ratios', 'get_arch',
-           'cache_dir', 'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items', 'write_json',
-           'detector_spec', 'Detector', 'build_detector', 'save_detector', 'load_detector', 'show_valid_preds',
-           'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'train', 'image_files',
-           'open_image', 'draw_preds', 'predict_files', 'cli_parser', 'ssd_train', 'train_main', 'ssd_predict',
-           'predict_main']
-
-# %% ../nbs/10_cli.ipynb #6
-class CLIError(Exception):
-    "An error the user can fix (a bad path, option or file): the commands print it on one line, without a traceback"
-
-def _first_line(e): return str(e).strip().split('\n')[0][:200]  # of an exception's message
+__all__ = ['SHAPES_VALID', 'CACHE_BYTES', 'RECIPE', 'parse_grids', 'parse_zooms', 'parse_ratios', 'get_arch', 'cache_dir',
+           'shapes_data', 'voc_splits', 'random_split', 'coco_items', 'data_items', 'detector_spec', 'Detector',
+           'build_detector', 'save_detector', 'load_detector', 'show_valid_preds', 'run_metrics', 'save_run',
+           'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'train', 'image_files', 'open_image', 'draw_preds',
+           'predict_files', 'cli_parser', 'ssd_train', 'train_main', 'ssd_predict', 'predict_main']
 
 # %% ../nbs/10_cli.ipynb #11
 def _tuple(s, conv, opt:str)->tuple:
@@ -152,11 +146,6 @@ def data_items(data=None, # a VOC folder, a COCO json file, or None for the synt
         if ts is None: return random_split(voc_items(p), valid_pct, seed)
         return voc_items(p, ts), voc_items(p, vs)
     except (FileNotFoundError, ValueError) as e: raise CLIError(str(e)) from None
-
-# %% ../nbs/10_cli.ipynb #33
-def write_json(obj, dest):
-    "Write `obj` as indented JSON to `dest`, atomically"
-    with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')
 
 # %% ../nbs/10_cli.ipynb #38
 _FORMAT = 'ssd_nbs.detector/1'  # the `format` entry of a model file, changed if its layout ever changes

@@ -12,7 +12,8 @@ import numpy as np
 import zlib
 
 # %% auto #0
-__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes']
+__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes', 'CLIError', 'first_line',
+           'atomic_path', 'write_json']
 
 # %% ../nbs/00_core.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -105,3 +106,32 @@ def _img_size(img, ax):
     if isinstance(img, Tensor): return img.shape[-1], img.shape[-2]
     if hasattr(img, 'size') and not isinstance(img, np.ndarray): return img.size
     return img.shape[1], img.shape[0]
+
+# %% ../nbs/00_core.ipynb #0fff64c5
+import os, json, tempfile, contextlib
+from pathlib import Path
+
+class CLIError(Exception):
+    "An error the user can fix (a bad path, option or file): the commands print it on one line, without a traceback"
+
+def first_line(e:Exception)->str: return str(e).strip().split('\n')[0][:200]   # of an exception's message
+
+def _umask()->int: # the process's umask (reading it means setting it)
+    m = os.umask(0o022); os.umask(m); return m
+
+@contextlib.contextmanager
+def atomic_path(dest): # yields a temporary path to write to, in `dest`'s folder
+    "Write to a temporary file, then move it onto `dest` in one step; remove it if the block fails"
+    dest = Path(dest)
+    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())                                   # mkstemp makes it private (0600)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+
+def write_json(obj, dest):
+    "Write `obj` as indented JSON to `dest`, atomically"
+    with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')

@@ -13,7 +13,7 @@ from .loss import *
 from .single import make_body
 
 # %% auto #0
-__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner', 'atomic_path']
+__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
 
 # %% ../nbs/06b_learner.ipynb #6
 def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
@@ -93,7 +93,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     return learn
 
 # %% ../nbs/06b_learner.ipynb #28
-import os, tempfile, contextlib, cloudpickle
+import cloudpickle
 from types import SimpleNamespace
 from collections import ChainMap
 try: from plum import Function as _PlumFunction
@@ -115,22 +115,6 @@ class _Pickler(cloudpickle.Pickler):
 _pickle_module = SimpleNamespace(__name__='ssd_nbs.learner', Pickler=_Pickler, dump=cloudpickle.dump)  # for torch.save
 
 # %% ../nbs/06b_learner.ipynb #29
-def _umask()->int: # the process's umask (reading it means setting it)
-    m = os.umask(0o022); os.umask(m); return m
-
-@contextlib.contextmanager
-def atomic_path(dest): # yields a temporary path to write to, in `dest`'s folder
-    "Write to a temporary file, then move it onto `dest` in one step; remove it if the block fails"
-    dest = Path(dest)
-    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())                                   # mkstemp makes it private (0600)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
 @patch
 def export(self:SSDLearner, fname='export.pkl', pickle_protocol=2):
     "`Learner.export` that can pickle the transforms fastai makes from functions, written atomically"

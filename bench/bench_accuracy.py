@@ -18,6 +18,7 @@ squished to the input size once, before the clock starts, for both models.
 """
 from __future__ import annotations
 import math
+from dataclasses import replace
 from benchutil import *
 import torch, numpy as np
 from torch import Tensor
@@ -28,15 +29,14 @@ from fastai.vision.all import (ParamScheduler, Callback, CancelFitException, Can
                                imagenet_stats)
 from ssd_nbs.data import voc_items, ssd_dls, bccd_path
 from ssd_nbs.learner import ssd_learner
-from ssd_nbs.loss import decode_preds
+from ssd_nbs.inference import detections
 from ssd_nbs.metrics import mean_ap
-from ssd_nbs.cli import RECIPE, get_arch, parse_grids, parse_zooms, parse_ratios, shapes_data, data_items, cache_dir
+from ssd_nbs.config import SHAPES, BCCD
+from ssd_nbs.train import shapes_data, data_items, cache_dir
 
-# the recipes of `ssd-train`: RECIPE (shapes, its default) and BCCD_RECIPE of nbs/09_bccd
-# (the BCCD runs of bench/results/ kept `ssd_learner`'s dropout of 0.1, which ssd-train sets to 0: written out below)
-RECIPES = dict(shapes=dict(size=RECIPE['size'], bs=RECIPE['bs'], lr=RECIPE['lr'], grids=RECIPE['grids'], nh=RECIPE['nh'],
-                           stem_ks=RECIPE['stem_ks'], fine_ks=RECIPE['fine_ks'], drop=RECIPE['drop'], match_iou=RECIPE['match_iou']),
-               bccd=dict(size=320, bs=8, lr=1e-2, grids='20,10,5,3,1', nh=64, stem_ks=3, fine_ks=3, drop=0.1, match_iou=0.4))
+# the recipes of `ssd-train`, from ssd_nbs.config; the BCCD runs of bench/results/ kept `ssd_learner`'s old dropout
+# of 0.1 (ssd-train trains with 0), written out here
+RECIPES = dict(shapes=replace(SHAPES, pretrained=False), bccd=replace(BCCD, pretrained=False, drop=0.1))
 
 # ---------------------------------------------------------------------------------------------------------------------
 # data
@@ -55,18 +55,18 @@ def squished_copy(items, size:int, dest:Path)->tuple:
 
 def load_data(name:str, quick:bool):
     "(train items, test items, recipe) of the data set `name`"
-    r = dict(RECIPES[name])
+    r = RECIPES[name]
     if name == 'bccd':
         p = bccd_path()
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')                                    # BCCD's dirty boxes, reported by 01_data
             tr,te = voc_items(p, 'trainval'), voc_items(p, 'test')
-        d = cache_dir()/f"bench_bccd_{r['size']}px"
-        tr,te = squished_copy(tr, r['size'], d), squished_copy(te, r['size'], d)
-    else: tr,te = data_items(shapes_data(RECIPE['n_shapes'], size=r['size']))
+        d = cache_dir()/f"bench_bccd_{r.size}px"
+        tr,te = squished_copy(tr, r.size, d), squished_copy(te, r.size, d)
+    else: tr,te = data_items(shapes_data(12000, size=r.size))                # ssd-train's 12,000 shapes
     if quick:                                                                  # a few images: it only has to run
         tr,te = (tr[0][:64], tr[1][:64]), (te[0][:32], te[1][:32])
-        if name == 'bccd': r['size'],r['grids'] = 128,'8,4,2,1'
+        if name == 'bccd': r = replace(r, size=128, grids=(8,4,2,1))
     return tr, te, r
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -93,10 +93,8 @@ class TimeBudget(ParamScheduler):
 # ---------------------------------------------------------------------------------------------------------------------
 # ssd_nbs
 def train_ours(dls, r:dict, budget:float)->tuple:
-    learn = ssd_learner(dls, arch=get_arch('tiny_resnet'), pretrained=False, grids=parse_grids(r['grids']),
-                        zooms=parse_zooms(RECIPE['zooms']), ratios=parse_ratios(RECIPE['ratios']),
-                        thresh=r['match_iou'], nh=r['nh'], stem_ks=r['stem_ks'], fine_ks=r['fine_ks'], drop=r['drop'], metrics=[])
-    cb = TimeBudget(budget, r['lr'])
+    learn = ssd_learner(dls, r, metrics=[])
+    cb = TimeBudget(budget, r.lr)
     t = time.perf_counter()
     with learn.no_bar(), learn.no_logging(): learn.fit(10**6, cbs=[cb])
     t = time.perf_counter()-t
@@ -108,8 +106,7 @@ def preds_ours(learn, dl, size:int, thresh:float=0.01):
     preds,targs = [],[]
     with torch.no_grad():
         for xb,bb,lb in dl:
-            b,s,l = decode_preds(*lf.activation(m(xb)), thresh, 0.5, 100)
-            preds += [(px(b_[l_>0], size), l_[l_>0], s_[l_>0]) for b_,s_,l_ in zip(b, s, l)]
+            preds += detections(m(xb), lf, thresh, 0.5, 100, sizes=[(size, size)]*len(xb))
             targs += targets_px(bb, lb, size)
     return preds, targs
 
@@ -136,7 +133,7 @@ def tv_batch(xb, bb, lb, size):
     return list(x), [dict(boxes=b, labels=l) for b,l in targets_px(bb, lb, size)]
 
 def train_tv(dls, r:dict, budget:float, opt_name:str)->tuple:
-    model = ssdlite(len(dls.vocab)-1, r['size']).train()
+    model = ssdlite(len(dls.vocab)-1, r.size).train()
     bs = dls.train.bs
     params = [p for p in model.parameters() if p.requires_grad]
     if opt_name == 'sgd': lr,opt = 0.15*bs/192, torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=4e-5)
@@ -147,7 +144,7 @@ def train_tv(dls, r:dict, budget:float, opt_name:str)->tuple:
         for xb,bb,lb in dls.train:
             frac = (time.perf_counter()-t0)/budget
             for g in opt.param_groups: g['lr'] = sched(min(frac, 1.))
-            x,tg = tv_batch(xb, bb, lb, r['size'])
+            x,tg = tv_batch(xb, bb, lb, r.size)
             loss = sum(model(x, tg).values())
             opt.zero_grad(); loss.backward(); opt.step()
             iters += 1; losses.append(float(loss.detach()))
@@ -184,12 +181,12 @@ def main():
     budget = args.budget or (10 if args.quick else 900)
     set_seed(args.seed)
     tr,te,r = load_data(args.data, args.quick)
-    print(f"{args.data}: {len(tr[0])} training images, {len(te[0])} test images, {r['size']} px, batch {r['bs']}; "
+    print(f"{args.data}: {len(tr[0])} training images, {len(te[0])} test images, {r.size} px, batch {r.bs}; "
           f"{budget:.0f} s of training each", flush=True)
     rows = []
     def run(name, train_fn, preds_fn):
         set_seed(args.seed)
-        dls = ssd_dls(tr, te, size=r['size'], bs=r['bs'], num_workers=0)
+        dls = ssd_dls(tr, te, size=r.size, bs=r.bs, num_workers=0)
         model,st = train_fn(dls)
         t = time.perf_counter()
         res = score(*preds_fn(model, dls.valid.new(shuffle=False, drop_last=False)), dls.vocab)
@@ -199,9 +196,9 @@ def main():
         return dls.vocab
     models = args.models.split(',')
     if 'ours' in models:
-        vocab = run('ssd_nbs (tiny_resnet)', lambda d: train_ours(d, r, budget), lambda m,dl: preds_ours(m, dl, r['size']))
+        vocab = run('ssd_nbs (tiny_resnet)', lambda d: train_ours(d, r, budget), lambda m,dl: preds_ours(m, dl, r.size))
     for o in (args.tv_opt.split(',') if 'ssdlite' in models else []):
-        vocab = run(f'SSDlite320 ({o})', lambda d: train_tv(d, r, budget, o), lambda m,dl: preds_tv(m, dl, r['size']))
+        vocab = run(f'SSDlite320 ({o})', lambda d: train_tv(d, r, budget, o), lambda m,dl: preds_tv(m, dl, r.size))
     classes = [str(o) for o in vocab[1:]]
     cols = [('model','model'), ('mAP','mAP@0.5')] + [(f'ap_{c}', c) for c in classes] + \
            [('iters','steps'), ('epochs','epochs'), ('seconds','train s'), ('last_losses','final train loss')]
@@ -209,10 +206,10 @@ def main():
         row['epochs'] = row['images']/len(tr[0])
         for c in classes: row[f'ap_{c}'] = row['per_class'].get(c)
     f = dict(mAP='.3f', epochs='.1f', seconds='.0f', last_losses='.3f', **{f'ap_{c}': '.3f' for c in classes})
-    print(f"\n{args.data}, {len(tr[0])} training / {len(te[0])} test images at {r['size']} px, batch {r['bs']}, "
+    print(f"\n{args.data}, {len(tr[0])} training / {len(te[0])} test images at {r.size} px, batch {r.bs}, "
           f"{budget:.0f} s of training each ({info['torch_threads']} threads, 1 process); AP per class at IoU 0.5\n")
     print(table(rows, cols, f))
-    write_json(args.json, dict(bench='accuracy', machine=info, quick=args.quick, data=args.data, budget=budget, recipe=r,
+    write_json(args.json, dict(bench='accuracy', machine=info, quick=args.quick, data=args.data, budget=budget, recipe=r.to_dict(),
                                n_train=len(tr[0]), n_test=len(te[0]), rows=rows))
 
 if __name__ == '__main__': main()

@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torchvision.ops import boxes as box_ops
 from torchvision.models.detection import _utils as det_utils
 from torchvision.models.detection.ssd import SSD
-from ssd_nbs.anchors import make_anchors, ssd_loss_loop
+from ssd_nbs.anchors import make_anchors
+from ssd_nbs.loss import ssd_loss_loop
 from ssd_nbs.loss import SSDLoss
 
 IMG = 300   # pixels: torchvision works in pixels, ssd_nbs in [-1,1]; the size only scales the boxes

@@ -14,29 +14,26 @@ from __future__ import annotations
 from benchutil import *
 import torch
 from torch import nn
-from ssd_nbs.cli import RECIPE, detector_spec, build_detector
+from dataclasses import replace
+from ssd_nbs.config import SHAPES, build_ssd
 from ssd_nbs.model import OutConv, flatten_conv
 
 VOCAB = ['#na#', 'circle', 'square', 'triangle']
 
 def configs(quick:bool)->list:
-    r = RECIPE
-    g = r['grids'].split(',')[0]
-    default = dict(name=f"default: tiny_resnet {r['size']}px, grids {r['grids']}, nh {r['nh']}, 1x1 first conv, "
-                        f"{r['fine_ks']}x{r['fine_ks']} output conv on the {g}x{g} grid, one output conv per grid, no dropout",
-                   bs=r['bs'], spec=detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=r['nh'],
-                                                  drop=r['drop'], stem_ks=r['stem_ks'], fine_ks=r['fine_ks'],
-                                                  match_iou=r['match_iou'], gamma=r['gamma']))
-    fourth = dict(name="fourth round's default: the same with nh 48 and the lesson's 3x3 output conv on every grid", bs=r['bs'],
-                  spec={**default['spec'], 'nh': 48, 'fine_ks': 3})
-    second = dict(name="second round's default: also two output convs per grid and dropout 0.1", bs=r['bs'],
-                  spec={**fourth['spec'], 'drop': 0.1}, two_convs=True)
-    first = dict(name="first round's default: also the lesson's 3x3 first conv and nh 64", bs=r['bs'],
-                 spec={**second['spec'], 'nh': 64, 'stem_ks': 3}, two_convs=True)
+    c = replace(SHAPES, pretrained=False)
+    default = dict(name=f"default: {c.arch} {c.size}px, grids 8,4,2,1, nh {c.nh}, {c.stem_ks}x{c.stem_ks} first conv, "
+                        f"{c.fine_ks}x{c.fine_ks} output conv on the 8x8 grid, one output conv per grid, no dropout", cfg=c)
+    fourth = dict(name="fourth round's default: the same with nh 48 and the lesson's 3x3 output conv on every grid",
+                  cfg=replace(c, nh=48, fine_ks=3))
+    second = dict(name="second round's default: also two output convs per grid and dropout 0.1",
+                  cfg=replace(fourth['cfg'], drop=0.1), two_convs=True)
+    first = dict(name="first round's default: also the lesson's 3x3 first conv and nh 64",
+                 cfg=replace(second['cfg'], nh=64, stem_ks=3), two_convs=True)
     res = [default, fourth, second, first]
     for size in ((128,) if quick else (128, 224)):
-        res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', bs=16,
-                        spec=detector_spec('resnet18', size, '4,2,1', r['zooms'], r['ratios'], nh=256, match_iou=0.5)))
+        res.append(dict(name=f'resnet18 {size}px, grids 4,2,1, nh 256', cfg=replace(c, arch='resnet18', size=size,
+                        grids=(4,2,1), nh=256, drop=0.1, stem_ks=1, fine_ks=3, match_iou=0.5)))
     return res
 
 class TwoConvOut(nn.Module):
@@ -61,12 +58,11 @@ def batch(bs, size, gen, n_cls=3, n_max=8):
     real = torch.arange(G)[None] < n[:,None]
     return x, bb*real[...,None], torch.randint(1, n_cls+1, (bs, G), generator=gen)*real
 
-def step_fns(cfg, gen):
-    det = build_detector(cfg['spec'], VOCAB)
-    if cfg.get('two_convs'): det.model.head.outs = nn.ModuleList(TwoConvOut(o) for o in det.model.head.outs)
-    model,loss_func = det.model.train().to(memory_format=torch.channels_last), det.loss_func   # as ssd-train runs it
-    size = cfg['spec']['size']
-    x,bb,lbl = batch(cfg['bs'], size, gen)
+def step_fns(run:dict, gen, arch=None): # `run`: name, cfg (an `SSDConfig`) and two_convs; `arch`: another body
+    model,loss_func = build_ssd(run['cfg'], len(VOCAB)-1, arch)
+    if run.get('two_convs'): model.head.outs = nn.ModuleList(TwoConvOut(o) for o in model.head.outs)
+    model = model.train().to(memory_format=torch.channels_last)          # as ssd-train runs it
+    x,bb,lbl = batch(run['cfg'].bs, run['cfg'].size, gen)
     opt_full = torch.optim.AdamW(model.parameters(), lr=1e-4)
     opt_body = torch.optim.AdamW(model.body.parameters(), lr=1e-4)
     def full():
@@ -90,14 +86,14 @@ def main():
     rows = []
     for cfg in configs(args.quick):
         fns,n_anc,n_par = step_fns(cfg, gen)
-        r = reps if cfg['spec']['size'] < 200 else max(3, reps//2)
+        r = reps if cfg['cfg'].size < 200 else max(3, reps//2)
         ts = time_round_robin(fns, r, warmup=2, min_time=0 if args.quick else 5.)
         t = {k: med(v) for k,v in ts.items()}
-        bs = cfg['bs']
+        bs = cfg['cfg'].bs
         rows.append(dict(config=cfg['name'], bs=bs, n_anchors=n_anc, params_M=n_par/1e6, step_ms=t['full']*1e3,
                          img_per_s=bs/t['full'], backbone_ms=t['backbone']*1e3, loss_ms=t['loss']*1e3,
                          head_ms=(t['full']-t['backbone']-t['loss'])*1e3, overhead=t['full']/t['backbone']-1,
-                         loss_share=t['loss']/t['full'], reps=len(ts['full']), spec=cfg['spec'], times=ts))
+                         loss_share=t['loss']/t['full'], reps=len(ts['full']), cfg=cfg['cfg'].to_dict(), times=ts))
         print(f"{cfg['name']}: step {t['full']*1e3:.1f} ms, backbone {t['backbone']*1e3:.1f} ms, "
               f"loss {t['loss']*1e3:.1f} ms", flush=True)
     cols = [('config','model'), ('bs','bs'), ('n_anchors','anchors'), ('params_M','params (M)'), ('img_per_s','images/s'),

@@ -6,11 +6,11 @@ variants timed in turns in one process; and `--train`, which runs `ssd-train` wi
     python bench/head_variants.py [--threads 1] [--reps 80] [--json out.json]
     python bench/head_variants.py --train VARIANT [ssd-train options...]      # e.g. --train wide --seed 1 --out run
 
-(A model file written by a `--train` run records `tiny_resnet` as its body: `ssd-predict` would rebuild the default
-body, not the variant's. The runs are for their `metrics.json`.)
+(A model file written by a `--train wide` run names the body `tiny_resnet_wide`, which only this script registers:
+the runs are for their `metrics.json`.)
 
-The wider body is an experiment, not an option of the package: it is built here by patching `tiny_resnet`. The other
-settings are `ssd-train` options (`--nh`, `--fine-ks`).
+The wider body is an experiment, not an option of the package: this script adds it to `ssd_nbs.config.ARCHS`, the
+bodies known by name, as `tiny_resnet_wide`. The other settings are `ssd-train` options (`--nh`, `--fine-ks`).
 * `default`: `ssd-train`'s model (tiny_resnet, widths 32,64,128; head of 32 channels, a 1x1 output conv on the 8x8
   grid, 3x3 on the others);
 * `fourth_round`: the default of the fourth round: 48 channels, the lesson's 3x3 output conv on every grid
@@ -24,32 +24,29 @@ from __future__ import annotations
 import functools, sys
 from benchutil import *
 import torch
-import ssd_nbs.cli as cli
-import ssd_nbs.model as M
+from dataclasses import replace
+from ssd_nbs.config import SHAPES, ARCHS
+from ssd_nbs.model import tiny_resnet
+from ssd_nbs.single import make_body
+from ssd_nbs.cli import train_main
 
 VARIANTS = {'default': dict(), 'fourth_round': dict(nh=48, fine_ks=3), 'wide': dict(wide=True),
             'wide_fourth_round': dict(wide=True, nh=48, fine_ks=3)}
 WIDE = (48, 96, 192)
 
-def patch(wide=False):
-    "Make `ssd_nbs` build `tiny_resnet` with wider stages (or, with `wide=False`, as it is)"
-    cli._ARCHS['tiny_resnet'] = functools.partial(M.tiny_resnet, widths=WIDE) if wide else M.tiny_resnet
+ARCHS['tiny_resnet_wide'] = functools.partial(tiny_resnet, widths=WIDE)  # a body by name, for `ssd-train --arch`
+
+def variant_cfg(variant:str):
+    v = VARIANTS[variant]
+    return replace(SHAPES, pretrained=False, arch='tiny_resnet_wide' if v.get('wide') else 'tiny_resnet',
+                   nh=v.get('nh', SHAPES.nh), fine_ks=v.get('fine_ks', SHAPES.fine_ks))
 
 def step_fns(variant:str):
     "A full training step and a backbone-only step of `variant`, from `bench_train_step.py`, on the same batch for every variant"
     from bench_train_step import step_fns as train_step_fns
-    from ssd_nbs.cli import RECIPE, detector_spec
-    r = RECIPE
-    v = dict(VARIANTS[variant])
-    spec = detector_spec('tiny_resnet', r['size'], r['grids'], r['zooms'], r['ratios'], nh=v.get('nh', r['nh']),
-                         drop=r['drop'], stem_ks=r['stem_ks'], fine_ks=v.get('fine_ks', r['fine_ks']),
-                         match_iou=r['match_iou'], gamma=r['gamma'])
-    patch(v.get('wide', False))
-    try:
-        torch.manual_seed(0)
-        fns,_,n_par = train_step_fns(dict(spec=spec, bs=16), torch.Generator().manual_seed(0))
-        n_body = sum(o.numel() for o in cli.make_body(cli.get_arch('tiny_resnet'), pretrained=False).parameters())
-    finally: patch()
+    torch.manual_seed(0)
+    fns,_,n_par = train_step_fns(dict(cfg=variant_cfg(variant)), torch.Generator().manual_seed(0))
+    n_body = sum(o.numel() for o in make_body(ARCHS[variant_cfg(variant).arch], pretrained=False).parameters())
     return fns['full'], fns['backbone'], n_par, n_body
 
 def main():
@@ -74,12 +71,8 @@ def main():
 
 def train(variant:str, argv:list):
     "Run `ssd-train` with `variant` (the remaining options are ssd-train's)"
-    v = VARIANTS[variant]
-    patch(v.get('wide', False))
-    argv = [*(f'--{k.replace("_", "-")}={v[k]}' for k in ('nh', 'fine_ks') if k in v), *argv]
-    if not any(o in argv for o in ('--pretrained', '--no-pretrained')): argv = [*argv, '--no-pretrained']  # the patched body is not `tiny_resnet` itself
-    sys.argv = ['ssd-train', *argv]
-    cli.train_main()
+    c = variant_cfg(variant)
+    train_main([f'--arch={c.arch}', f'--nh={c.nh}', f'--fine-ks={c.fine_ks}', '--no-pretrained', *argv])
 
 if __name__ == '__main__':
     if len(sys.argv) > 2 and sys.argv[1] == '--train': train(sys.argv[2], sys.argv[3:])

@@ -2,7 +2,7 @@
 """Where the time of one loss goes: torch.profiler's table of forward + backward of `SSDLoss` (or the loop, or
 torchvision's loss) on the inputs of `bench_loss.py`.
 
-    python bench/profile_loss.py [--which ssd_nbs|loop|torchvision] [--anchors 0|1|2] [--bs 32] [--rows 25]
+    python bench/profile_loss.py [--which ssd_nbs|loop|torchvision] [--anchors 0|1|2] [--bs 32] [--rows 25] [--quick]
 """
 from __future__ import annotations
 from benchutil import *
@@ -20,6 +20,7 @@ def main():
     p.add_argument('--rows', type=int, default=25)
     p.add_argument('--sort', default='self_cpu_time_total')
     args = p.parse_args()
+    if args.quick: args.anchors,args.bs,args.reps,args.rows = 0,4,1,5          # a check that it runs
     setup(args)
     name,anc = list(anchor_sets().items())[args.anchors]
     gen = torch.Generator().manual_seed(0)

@@ -11,8 +11,7 @@ from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'anchor_code', 'encode_boxes', 'match_anchors', 'bce_loss',
-           'ssd_loss_loop']
+__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'anchor_code', 'encode_boxes', 'greedy_match', 'match_anchors']
 
 # %% ../nbs/03_anchors.ipynb #6
 def make_anchors(grids=(4,), # grid sizes, e.g. (4,2,1)
@@ -67,6 +66,25 @@ def encode_boxes(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
     b = xyxy2cthw(bbox)
     return (torch.cat([b[...,:2], b[...,2:].clamp(min=1e-6).log()], -1) - code[:,:4]) * code[:,4:]
 
+# %% ../nbs/03_anchors.ipynb #24
+def greedy_match(gt, anchors, match_iou:float=0.5, valid=None):
+    "Rules 1 and 2, written plainly (the reference for `match_anchors`): IoU >= `match_iou`, and each gt keeps its best free anchor"
+    if gt.ndim == 2: return greedy_match(gt[None], anchors, match_iou, None if valid is None else valid[None])[0]
+    if valid is None: valid = (gt != 0).any(-1)                           # (bs, n_gt)
+    bs,n_gt,n_anc = gt.shape[0], gt.shape[1], anchors.shape[0]
+    iou = box_iou(gt, anchors).masked_fill(~valid[...,None], -1.)         # (bs, n_gt, n_anc)
+    if n_gt == 0: return torch.full((bs,n_anc), -1, dtype=torch.long, device=gt.device)
+    best_iou,best_gt = iou.max(1)                                         # (bs, n_anc)
+    match = torch.where(best_iou >= match_iou, best_gt, -1)                  # (bs, n_anc)
+    free,bi = iou.clone(),torch.arange(bs, device=gt.device)
+    for _ in range(int(valid.sum(1).max())):
+        v,flat = free.view(bs,-1).max(1)                                  # (bs,) best free pair per image
+        ok = v > -1                                                       # image still has a gt to serve
+        b,g,a = bi[ok], flat[ok] // n_anc, flat[ok] % n_anc
+        match[b,a] = g
+        free[b,g,:] = -2.; free[b,:,a] = -2.
+    return match
+
 # %% ../nbs/03_anchors.ipynb #26
 def _iou(a:Tensor, # (..., n, 4) boxes x1y1x2y2
          b:Tensor, # (..., m, 4) boxes x1y1x2y2
@@ -91,90 +109,56 @@ def _max_last(x:Tensor): # (values, indices) of the maximum over the last dim, t
 _CHUNK = 2**18  # IoU entries computed at a time: small enough to stay in the CPU's cache
 
 # %% ../nbs/03_anchors.ipynb #27
+_NO_GT = -1.    # the IoU of padding, and the best IoU of an anchor in an image without ground truth: below any real IoU
+_SERVED = -2.   # below `_NO_GT`: a ground truth that has its anchor, or an anchor already taken, in the greedy rounds
+
 def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2, zero-padded
                   anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
-                  thresh:float=0.5, # IoU from which an anchor is matched
+                  match_iou:float=0.5, # IoU from which an anchor is matched
                   valid:Tensor|None=None, # (bs, n_gt) which gts are real; default: not all-zero
                  )->Tensor: # (bs, n_anchors) or (n_anchors,) index of the matched gt, or -1
-    "Match each anchor to a ground truth: IoU >= `thresh`, and every ground truth keeps its best free anchor"
-    if gt.ndim == 2: return match_anchors(gt[None], anchors, thresh, None if valid is None else valid[None])[0]
+    "`greedy_match`, fast: the IoUs of the real gts only, a chunk at a time, and the greedy rounds on their best anchors"
+    if gt.ndim == 2: return match_anchors(gt[None], anchors, match_iou, None if valid is None else valid[None])[0]
     if valid is None: valid = (gt != 0).any(-1)                           # (bs, n_gt)
     bs,n_gt,n_anc = gt.shape[0], gt.shape[1], anchors.shape[0]
     match = torch.full((bs,n_anc), -1, dtype=torch.long, device=gt.device)
-    if n_gt == 0: return match
-    # the IoUs of the real gts only (no padding), a few gts at a time: each anchor's best IoU in its image (rule 1),
-    # and each gt's best anchor (rule 2)
-    vb,vg = valid.nonzero(as_tuple=True)                                  # (n_real,) image and index of each real gt
-    if len(vb) == 0: return match                                         # only padding
-    best = gt.new_full((bs,n_anc), -1.)                                   # -1 where an image has no gt
-    rv = gt.new_full((bs,n_gt), -2.)                                      # rv > -1: a real gt still waiting for rule 2
-    ra = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)
+    img,gti = valid.nonzero(as_tuple=True)                                # (n_real,) image and index of each real gt
+    if len(img) == 0: return match                                        # no gt, or only padding
+    # the IoUs of the real gts, a few at a time: each anchor's best IoU in its image (rule 1), each gt's best anchor (rule 2)
+    anc_iou = gt.new_full((bs,n_anc), _NO_GT)                             # (bs, n_anc) best IoU of each anchor
+    gt_iou = gt.new_full((bs,n_gt), _SERVED)                              # (bs, n_gt) IoU of each waiting gt's best free anchor
+    gt_anc = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)    # (bs, n_gt) that anchor
     step = max(1, _CHUNK // n_anc)
-    for i in range(0, len(vb), step):                                     # one step if all the gts fit in a chunk
-        b,g = vb[i:i+step], vg[i:i+step]
+    for i in range(0, len(img), step):                                    # one step if all the gts fit in a chunk
+        b,g = img[i:i+step], gti[i:i+step]
         iou = _iou(gt[b,g], anchors)                                      # (c, n_anc)
-        best.scatter_reduce_(0, b[:,None].expand(-1,n_anc), iou, 'amax')  # the max over the gts of each image
-        rv[b,g],ra[b,g] = _max_last(iou)
-    kept = len(vb) <= step                                                # `iou` has the rows of every real gt: keep it
+        anc_iou.scatter_reduce_(0, b[:,None].expand(-1,n_anc), iou, 'amax')   # the max over the gts of each image
+        gt_iou[b,g],gt_anc[b,g] = _max_last(iou)
+    kept = len(img) <= step                                               # `iou` has the rows of every real gt: keep it
     if kept:
         row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)  # (bs, n_gt) -> row of `iou` (padding: 0)
-        row_of[vb,vg] = torch.arange(len(vb), device=gt.device)
-        start,flat = row_of*n_anc, iou.view(-1)                            # where each row starts in the flat `iou`
+        row_of[img,gti] = torch.arange(len(img), device=gt.device)
+        start,flat = row_of*n_anc, iou.view(-1)                           # where each row starts in the flat `iou`
     # rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)
-    c,a = (best >= thresh).nonzero(as_tuple=True)
+    c,a = (anc_iou >= match_iou).nonzero(as_tuple=True)
     step1 = max(1, _CHUNK // n_gt)
     for i in range(0, len(c), step1):
         ci,ai = c[i:i+step1], a[i:i+step1]
         ov = flat.take(start[ci] + ai[:,None]) if kept else _iou(gt[ci], anchors[ai,None])[...,0]   # (k, n_gt) its IoUs
-        match[ci,ai] = ov.masked_fill_(~valid[ci], -1.).max(1).indices                        # with the gts
+        match[ci,ai] = ov.masked_fill_(~valid[ci], _NO_GT).max(1).indices                     # with the gts
     # rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more
     taken = torch.zeros(bs, n_anc, dtype=torch.bool, device=gt.device)
     rows = torch.arange(n_gt, device=gt.device)
     while True:
-        wait = rv > -1                                                    # (bs, n_gt)
+        wait = gt_iou > _NO_GT                                            # (bs, n_gt) real gts without their anchor yet
         if not wait.any(): return match
-        col = flat.take(start[...,None] + ra[:,None]) if kept else _iou(gt, anchors[ra])   # (bs, n_gt, n_gt): IoU of gt i
-        col.masked_fill_(~wait[...,None], -2.)                            # with the best anchor of gt j, if i waits
+        col = flat.take(start[...,None] + gt_anc[:,None]) if kept else _iou(gt, anchors[gt_anc])   # (bs, n_gt, n_gt):
+        col.masked_fill_(~wait[...,None], _SERVED)                        # IoU of gt i with gt j's best anchor, if i waits
         b,g = (wait & (col.max(1).indices == rows)).nonzero(as_tuple=True)  # gt j is the one that wants its anchor most
-        a = ra[b,g]
-        match[b,a] = g; taken[b,a] = True; rv[b,g] = -2.
-        b,g = ((rv > -1) & taken.gather(1, ra)).nonzero(as_tuple=True)  # waiting gts whose best anchor was just taken
+        a = gt_anc[b,g]
+        match[b,a] = g; taken[b,a] = True; gt_iou[b,g] = _SERVED
+        b,g = ((gt_iou > _NO_GT) & taken.gather(1, gt_anc)).nonzero(as_tuple=True)  # waiting gts whose anchor was taken
         if len(b):
             row = iou[row_of[b,g]] if kept else _iou(gt[b,g,None], anchors)[:,0]   # (k, n_anc) their IoUs
-            rv[b,g],ra[b,g] = row.masked_fill_(taken[b], -2.).max(-1)     # their next best free anchor
+            gt_iou[b,g],gt_anc[b,g] = row.masked_fill_(taken[b], _SERVED).max(-1)  # their next best free anchor
 
-# %% ../nbs/03_anchors.ipynb #35
-def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background
-             targ:Tensor, # (..., n_classes) one-hot targets
-             gamma:float=0., # focal loss exponent; 0 is plain BCE
-             alpha:float=0.25, # focal loss weight of the positives (used when gamma>0)
-            )->Tensor: # summed loss
-    "Binary cross-entropy summed over all entries, optionally focal"
-    if gamma == 0: return F.binary_cross_entropy_with_logits(logits, targ, reduction='sum')
-    p = logits.sigmoid()
-    pt = torch.where(targ > 0, p, 1-p)
-    w = torch.where(targ > 0, alpha, 1-alpha) * (1-pt).pow(gamma)
-    return F.binary_cross_entropy_with_logits(logits, targ, w.detach(), reduction='sum')
-
-# %% ../nbs/03_anchors.ipynb #36
-def ssd_loss_loop(preds, # (box activations (bs, n_anchors, 4), class scores (bs, n_anchors, n_classes+1))
-                  bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-padded
-                  labels:Tensor, # (bs, n_gt) labels, 0 for padding
-                  anchors:Tensor, # (n_anchors, 4)
-                  thresh:float=0.5, gamma:float=0., alpha:float=0.25,
-                 ): # (bbox loss, class loss), each divided by the number of matched anchors
-    "The lesson's SSD loss, one image at a time: the reference for `SSDLoss`"
-    box_act,clas = plain(*preds)
-    bboxes,labels = plain(bboxes, labels)
-    n_cls = clas.shape[-1]
-    bb_tot,cl_tot,n_pos = 0., 0., 0
-    for act,cl,bb,lbl in zip(box_act, clas, bboxes, labels):
-        bb,lbl = bb[lbl>0], lbl[lbl>0]                                   # drop padding
-        m = match_anchors(bb, anchors, thresh)                           # (n_anchors,)
-        pos = m >= 0
-        targ = torch.zeros(len(anchors), dtype=torch.long, device=cl.device)
-        targ[pos] = lbl[m[pos]]
-        bb_tot = bb_tot + (act[pos] - bbox_to_activ(bb[m[pos]], anchors[pos])).abs().sum()
-        cl_tot = cl_tot + bce_loss(cl[:,1:], F.one_hot(targ, n_cls)[:,1:].float(), gamma, alpha)
-        n_pos += int(pos.sum())
-    return bb_tot / max(n_pos,1), cl_tot / max(n_pos,1)

@@ -107,7 +107,7 @@ def _img_size(img, ax):
     if hasattr(img, 'size') and not isinstance(img, np.ndarray): return img.size
     return img.shape[1], img.shape[0]
 
-# %% ../nbs/00_core.ipynb #0fff64c5
+# %% ../nbs/00_core.ipynb #95e850a0
 import os, json, tempfile, contextlib
 from pathlib import Path
 

@@ -9,12 +9,61 @@ import numpy as np
 import torch
 from torch import Tensor
 from PIL import Image
-from fastai.vision.all import PILImage, noop, tensor
+from torchvision.ops import batched_nms
+from fastcore.basics import patch
+from fastai.vision.all import PILImage, noop, get_grid
+import matplotlib.figure
 from .core import *
-from .loss import decode_preds
+from .loss import SSDLoss
 
 # %% auto #0
-__all__ = ['predict_many', 'predict', 'show_preds']
+__all__ = ['decode_preds', 'to_pixels', 'detections', 'predict_many', 'predict', 'show_preds', 'show_detections']
+
+# %% ../nbs/07_inference.ipynb #d161dd1d
+def decode_preds(boxes:Tensor, # (bs, n_anchors, 4) boxes x1y1x2y2
+                 scores:Tensor, # (bs, n_anchors, n_classes) probabilities, no background
+                 score_thresh:float=0.3, # keep scores above this
+                 nms_iou:float=0.5, # suppress boxes of the same class that overlap a better one by more than this
+                 max_det:int=100, # keep the best `max_det` of each image
+                ): # boxes (bs, max_det, 4), scores (bs, max_det), labels (bs, max_det), label 0 = none
+    "Keep scores above `score_thresh`, suppress duplicates per class and image, keep the best `max_det` per image"
+    bs,n_anc,n_cls = scores.shape
+    b,a,c = torch.nonzero(scores > score_thresh, as_tuple=True)                 # candidates
+    s,bx = scores[b,a,c], boxes[b,a]                                      # (n,), (n, 4)
+    keep = batched_nms(bx.float(), s.float(), b*n_cls + c, nms_iou)           # sorted by score
+    keep = keep[torch.argsort(b[keep], stable=True)]                      # grouped by image, by score
+    kb = b[keep]
+    rank = torch.arange(len(keep), device=boxes.device) - torch.searchsorted(kb, kb)  # rank in its image
+    keep,kb,rank = keep[rank < max_det], kb[rank < max_det], rank[rank < max_det]
+    out_b = boxes.new_zeros(bs, max_det, 4); out_s = scores.new_zeros(bs, max_det)
+    out_l = torch.zeros(bs, max_det, dtype=torch.long, device=boxes.device)
+    out_b[kb,rank],out_s[kb,rank],out_l[kb,rank] = bx[keep],s[keep],c[keep]+1
+    return out_b, out_s, out_l
+
+@patch
+def decodes(self:SSDLoss, out): # boxes, scores, labels: (bs, max_det, ...), label 0 = none; fastai's `get_preds(with_decoded=True)`
+    return decode_preds(*out, self.score_thresh, self.nms_iou, self.max_det)
+
+# %% ../nbs/07_inference.ipynb #779f0f2c
+def to_pixels(boxes:Tensor, # (n, 4) boxes in [-1,1]
+              w:int, h:int, # width and height of the image, in pixels
+             )->Tensor: # (n, 4) boxes in pixels, inside the image
+    "Boxes in [-1,1] as pixels of a `w` x `h` image"
+    wh = torch.tensor([w,h,w,h], dtype=boxes.dtype)
+    return torch.minimum(((boxes+1)/2*wh).clamp(min=0), wh)
+
+def detections(preds, # the model's output: box activations (bs, n_anc, 4), class scores (bs, n_anc, n_classes+1)
+               loss_func:SSDLoss, # whose anchors decode the activations
+               score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, # as for `decode_preds`
+               sizes:list|None=None, # (w, h) of each image: boxes in its pixels; None: boxes in [-1,1]
+              )->list: # one (boxes (n, 4), labels (n,), scores (n,)) per image, best score first
+    "Decode, keep the confident, suppress duplicates, and drop the padding: the detections of each image of a batch"
+    out = decode_preds(*loss_func.activation(preds), score_thresh, nms_iou, max_det)   # (bs, max_det, ...) each
+    res = []
+    for i,(b,s,l) in enumerate(zip(*(plain(o).detach().cpu() for o in out))):
+        keep = l > 0
+        res.append((b[keep] if sizes is None else to_pixels(b[keep], *sizes[i]), l[keep], s[keep]))
+    return res
 
 # %% ../nbs/07_inference.ipynb #14
 def _load(img):
@@ -24,34 +73,58 @@ def _load(img):
         except Exception as e: raise ValueError(f'{img}: not a readable image ({type(e).__name__}: {e})') from None
     return PILImage.create(img)
 
-# %% ../nbs/07_inference.ipynb #15
+# %% ../nbs/07_inference.ipynb #9360f5c8
 def predict_many(learn, # a `Learner` from `ssd_learner` (or `load_learner`)
                  imgs, # image paths, PIL images or arrays
-                 thresh:float=0.3, iou:float=0.5, max_det:int=100, bs:int=16,
+                 score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, bs:int=16,
                 )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores
     "Detections for each image of `imgs`, in pixels of the original images"
     ims = [_load(o) for o in imgs]
     dl = learn.dls.test_dl(ims, bs=bs, before_batch=noop)                       # images only: no box padding
     learn.model.eval()
-    res,i = [],0
+    res = []
     with torch.no_grad():
         for (xb,) in dl:
-            pb,ps,pl = decode_preds(*learn.loss_func.activation(learn.model(xb)), thresh, iou, max_det)
-            for b,s,l in zip(pb,ps,pl):
-                w,h = ims[i].size; i += 1
-                keep = l > 0
-                px = ((b[keep].cpu()+1)/2 * tensor([w,h,w,h])).clamp(min=0)          # [-1,1] -> pixels
-                px = torch.minimum(px, tensor([w,h,w,h]).float())
-                res.append(dict(boxes=px, labels=[learn.dls.vocab[int(o)] for o in l[keep]], scores=s[keep].cpu()))
+            sizes = [im.size for im in ims[len(res):len(res)+len(xb)]]
+            res += [dict(boxes=b, labels=[learn.dls.vocab[int(o)] for o in l], scores=s)
+                    for b,l,s in detections(learn.model(xb), learn.loss_func, score_thresh, nms_iou, max_det, sizes)]
     return res
 
-def predict(learn, img, thresh:float=0.3, iou:float=0.5, max_det:int=100)->dict:
+def predict(learn, img, score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100)->dict:
     "Detections for one image: boxes (n, 4) in pixels, labels (names), scores"
-    return predict_many(learn, [img], thresh, iou, max_det)[0]
+    return predict_many(learn, [img], score_thresh, nms_iou, max_det)[0]
 
-# %% ../nbs/07_inference.ipynb #16
-def show_preds(img, # path, PIL image or array
-               pred:dict, # from `predict`
-               vocab=None, ax=None, **kwargs):
-    "Draw the detections of `predict` on `img`"
-    return show_boxes(_load(img), pred['boxes'], pred['labels'], vocab, pred['scores'], ax=ax, **kwargs)
+# %% ../nbs/07_inference.ipynb #91293369
+def show_preds(img, # path, PIL image, array or (3,h,w) tensor
+               pred:dict, # from `predict`: boxes, labels (names or indices), scores
+               vocab=None, ax=None,
+               target=None, # (boxes, labels) of the true objects, drawn dashed
+               scaled:bool=False, # boxes in [-1,1] rather than pixels
+               **kwargs):
+    "Draw the detections `pred` (solid, with scores) on `img`, and the true boxes `target` (dashed) if given"
+    im = _load(img) if isinstance(img, (str, Path)) else img
+    ax = show_boxes(im, *(target or ([], [])), vocab, ax=ax, scaled=scaled, lw=1, ls='--', **kwargs)
+    return show_boxes(None, pred['boxes'], pred['labels'], vocab, pred['scores'], ax=ax, scaled=scaled)
+
+def show_detections(learn, # an `SSDLearner`
+                    dl=None, # default: the validation `DataLoader`, from its start
+                    n:int=9, ncols:int=3, # images shown, per row
+                    score_thresh:float|None=None, # default: the loss's `score_thresh`
+                   )->matplotlib.figure.Figure:
+    "A figure of `n` images of `dl`: true boxes dashed, detections solid with their scores"
+    lf = learn.loss_func
+    thr = lf.score_thresh if score_thresh is None else score_thresh
+    dl = (learn.dls.valid if dl is None else dl).new(bs=n, shuffle=False, drop_last=False)
+    xb,bb,lb = dl.one_batch()
+    learn.model.eval()
+    with torch.no_grad(): dets = detections(learn.model(xb), lf, thr, lf.nms_iou, lf.max_det)
+    imgs = dl.decode((xb,))[0]                                            # (n, 3, size, size) for showing
+    nrows = (len(xb)+ncols-1)//ncols
+    fig = matplotlib.figure.Figure(figsize=(3*ncols, 3*nrows+0.4))
+    axs = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax in axs: ax.axis('off')
+    for i,(b,l,s) in enumerate(dets):
+        show_preds(imgs[i], dict(boxes=b, labels=l, scores=s), learn.dls.vocab, axs[i], (bb[i], lb[i]), scaled=True)
+    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid')
+    fig.tight_layout()
+    return fig

@@ -4,13 +4,13 @@
 
 # %% ../nbs/06b_learner.ipynb #3
 from __future__ import annotations
+from dataclasses import fields, replace
 import torch
-from fastai.vision.all import Learner, params, L, resnet34, plt
+from fastai.vision.all import Learner, params, L
 from .core import *
-from .anchors import *
-from .model import *
-from .loss import *
-from .single import make_body
+from .model import SSDModel
+from .loss import LossPart
+from .config import SSDConfig, build_ssd
 
 # %% auto #0
 __all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
@@ -20,22 +20,11 @@ def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
 
 # %% ../nbs/06b_learner.ipynb #7
 class SSDLearner(Learner):
-    "A `Learner` for `SSDModel`, whose `show_results` draws predicted boxes beside the targets"
-    def show_results(self, ds_idx=1, dl=None, max_n=6, thresh=None, figsize=None, **kwargs):
-        dl = self.dls[ds_idx] if dl is None else dl
-        xb,bb,lb = dl.one_batch()
-        self.model.eval()
-        with torch.no_grad(): preds = self.model(xb)
-        lf = self.loss_func
-        pb,ps,pl = decode_preds(*lf.activation(preds), lf.score_thresh if thresh is None else thresh, lf.nms_iou, lf.max_det)
-        imgs = dl.decode((xb,))[0]
-        n = min(max_n, len(xb))
-        fig,axs = plt.subplots(n, 2, figsize=figsize or (6, 3*n), squeeze=False)
-        for i in range(n):
-            show_boxes(imgs[i], bb[i], lb[i], self.dls.vocab, ax=axs[i,0], scaled=True, title='target' if i==0 else None)
-            show_boxes(imgs[i], pb[i], pl[i], self.dls.vocab, ps[i], ax=axs[i,1], scaled=True,
-                       title='prediction' if i==0 else None)
-        plt.tight_layout()
+    "A `Learner` for `SSDModel`; its `show_results` draws detections over the true boxes (`07_inference`)"
+    def show_results(self, ds_idx=1, dl=None, max_n:int=9, ncols:int=3, score_thresh:float|None=None):
+        "Images of `dl` (default: `self.dls[ds_idx]`) with their true boxes dashed and the detections solid"
+        from ssd_nbs.inference import show_detections                       # (inference imports this module)
+        return show_detections(self, self.dls[ds_idx] if dl is None else dl, max_n, ncols, score_thresh)
 
 # %% ../nbs/06b_learner.ipynb #9
 from pathlib import Path
@@ -70,26 +59,24 @@ def _warn_crowded(dls, n_anc:int):
                       + (f' and {len(names)-10} more' if len(names) > 10 else ''), stacklevel=3)
 
 # %% ../nbs/06b_learner.ipynb #13
+_CONFIG = {f.name for f in fields(SSDConfig)}
+
 def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
-                arch=resnet34, # any CNN fastai's `create_body` can cut
-                grids=(4,2,1), zooms=(0.7,1.,1.3), ratios=((1.,1.),(1.,.5),(.5,1.)), # anchors
-                pretrained:bool=True, # ImageNet weights for the body, if they can be had
-                thresh:float=0.5, gamma:float=0., alpha:float=0.25, bbox_weight:float=1., clas_weight:float=1.,
-                nh:int=256, drop:float=0.1, stem_ks:int=1, # head: channels, dropout, first conv's kernel size
-                fine_ks:int=3, # kernel size of the finest grid's output conv
-                **kwargs, # passed to `Learner`
+                cfg:SSDConfig|None=None, # the detector; default `SSDConfig()` (its `size` is that of `dls`)
+                arch=None, # the body: a model function, or its name; default `cfg.arch`
+                **kwargs, # settings of `SSDConfig` that replace those of `cfg` (`grids=(4,2,1)`, ...), then `Learner`'s
                )->SSDLearner:
-    "A fastai `Learner` with an `SSDModel` over `arch` and an `SSDLoss`"
+    "A fastai `Learner` with the `SSDModel` and `SSDLoss` of `cfg`, for the images and classes of `dls`"
+    over = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG}
+    if arch is not None: over['arch'] = arch if isinstance(arch, str) else arch.__name__
     size = dls.one_batch()[0].shape[-1]
-    body = make_body(arch, pretrained)
-    model = SSDModel(body, len(dls.vocab)-1, size, grids, len(zooms)*len(ratios), nh=nh, drop=drop, stem_ks=stem_ks,
-                    fine_ks=fine_ks)
-    loss = SSDLoss(make_anchors(grids, zooms, ratios), thresh, gamma, alpha, bbox_weight, clas_weight)
+    cfg = replace(cfg or SSDConfig(), size=size, **over)
+    model,loss = build_ssd(cfg, len(dls.vocab)-1, None if isinstance(arch, (str, type(None))) else arch)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
     kwargs['cbs'] = L(kwargs.get('cbs')) + [StopOnNonFinite()]            # see "Two checks on every learner"
     _warn_crowded(dls, len(loss.anchors))
     learn = SSDLearner(dls, model, loss_func=loss, splitter=ssd_split, **kwargs)
-    if body.pretrained: learn.freeze()                                     # train the head first
+    if model.cfg.pretrained: learn.freeze()                                # train the head first
     return learn
 
 # %% ../nbs/06b_learner.ipynb #28

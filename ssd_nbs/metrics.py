@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from fastai.metrics import Metric
 from .core import *
-from .loss import decode_preds
+from .inference import detections
 
 # %% auto #0
 __all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'pr_curves', 'mean_ap', 'to_coco', 'plot_pr', 'MeanAP']
@@ -194,10 +194,10 @@ def plot_pr(curves:dict, # from `pr_curves`
 
 # %% ../nbs/08_metrics.ipynb #62
 class MeanAP(Metric):
-    "Mean average precision over the validation set, from `SSDLoss`'s activations decoded with `decode_preds`"
+    "Mean average precision over the validation set, from `SSDLoss`'s activations decoded by `detections`"
     def __init__(self, iou_thresh:float|None=0.5, # None: COCO's 0.5:0.95
                  method:str='area', # 'area', '11point' or 'coco'
-                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100): # passed to `decode_preds`
+                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100): # passed to `detections`
         self.iou_thresh,self.method = iou_thresh,method
         self.score_thresh,self.nms_iou,self.max_det = score_thresh,nms_iou,max_det
         self.reset()
@@ -210,9 +210,8 @@ def _plain(t:Tensor)->Tensor: return t.detach().cpu().as_subclass(Tensor)   # no
 def accumulate(self:MeanAP, learn):
     "Decode the batch's predictions and keep them, and its targets, without padding"
     lf = learn.loss_func
-    with torch.no_grad(): b,s,l = map(_plain, decode_preds(*lf.activation(learn.pred), self.score_thresh, self.nms_iou, self.max_det))
+    with torch.no_grad(): self.preds += detections(learn.pred, lf, self.score_thresh, self.nms_iou, self.max_det)
     tb,tl = map(_plain, learn.yb)
-    self.preds += [(b_[l_>0], l_[l_>0], s_[l_>0]) for b_,s_,l_ in zip(b, s, l)]
     self.targs += [(b_[l_>0], l_[l_>0]) for b_,l_ in zip(tb, tl)]
 
 @patch(as_prop=True)

@@ -12,7 +12,7 @@ from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['flatten_conv', 'OutConv', 'SSDHead', 'SSDModel', 'tiny_cnn', 'tiny_resnet']
+__all__ = ['flatten_conv', 'OutConv', 'halving_grids', 'SSDHead', 'SSDModel', 'tiny_cnn', 'tiny_resnet']
 
 # %% ../nbs/05_multiscale.ipynb #9
 def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
@@ -39,16 +39,23 @@ class OutConv(nn.Module):
         super()._load_from_state_dict(sd, prefix, *args, **kwargs)
 
 # %% ../nbs/05_multiscale.ipynb #12
+def halving_grids(feat:int)->tuple: # (feat, ceil(feat/2), ..., 1)
+    "The grids a `feat` x `feat` feature map gives through stride-2 convs, down to 1x1"
+    res = [feat]
+    while res[-1] > 1: res.append((res[-1]+1)//2)
+    return tuple(res)
+
 class SSDHead(nn.Module):
     "Stride-2 convs from the backbone's features to each grid, with an `OutConv` per grid"
     def __init__(self, ni:int, # channels of the backbone's output
                  n_classes:int, # classes, without background
                  feat:int, # spatial size of the backbone's output
-                 grids=(4,2,1), k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01,
+                 grids=(4,2,1), # grid sizes, fine to coarse; None: `halving_grids(feat)`, down to 1x1
+                 k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01,
                  stem_ks:int=1, # kernel size of the first conv, from `ni` to `nh` channels
                  fine_ks:int=3): # kernel size of the finest grid's output conv (the coarser ones are 3x3)
         super().__init__()
-        self.grids = tuple(grids)
+        self.grids = halving_grids(feat) if grids is None else tuple(grids)
         self.stem = nn.Sequential(nn.Dropout(drop), ConvLayer(ni, nh, ks=stem_ks))
         self.downs,self.outs,cur = nn.ModuleList(),nn.ModuleList(),feat
         for g in self.grids:
@@ -71,7 +78,8 @@ class SSDModel(nn.Module):
     def __init__(self, body:nn.Module, # a CNN body, e.g. from `create_body`
                  n_classes:int, # classes, without background
                  size:int=128, # input image size (square)
-                 grids=(4,2,1), k:int=9, **kwargs):
+                 grids=(4,2,1), # None: from the body's feature map (`halving_grids`)
+                 k:int=9, **kwargs):
         super().__init__()
         self.body,self.size = body,size
         feat = dummy_eval(body, (size,size)).shape[-1]

@@ -10,7 +10,11 @@ from fastai.vision.all import get_annotations
 
 from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarning, _voc_xml
 from ssd_nbs.learner import ssd_learner
-from ssd_nbs.cli import tiny_resnet, coco_items, predict_files, CLIError, train_main, predict_main
+from ssd_nbs.core import CLIError
+from ssd_nbs.model import tiny_resnet
+from ssd_nbs.train import coco_items
+from ssd_nbs.detector import predict_files
+from ssd_nbs.cli import train_main, predict_main
 
 # ---- running the commands. The runs that train are real processes, started at once (as in test_cli.py); the
 # refusals call the commands' entry points (`train_main`, `predict_main`: what the console scripts run) in this
@@ -219,9 +223,9 @@ def test_api_refusals_name_the_file(errors):
         assert type(e.value).__name__ in ('ValueError', 'FileNotFoundError', 'CLIError'), (case, repr(e.value))
 
 def test_api_predict_on_gray_rgba_and_broken_images(tmp, dirty, runs):
-    model = tmp/'run_voc'/'model.pkl'
+    model = tmp/'run_voc'/'model.safetensors'
     assert runs['voc'][0] == 0, runs['voc'][2]
-    res = predict_files(model, [dirty/'JPEGImages'/'gray.png', dirty/'JPEGImages'/'rgba.png'], tmp/'api_preds', thresh=0.0, max_det=5)
+    res = predict_files(model, [dirty/'JPEGImages'/'gray.png', dirty/'JPEGImages'/'rgba.png'], tmp/'api_preds', score_thresh=0.0, max_det=5)
     assert [(o['width'], o['height']) for o in res['images']] == [(64, 64), (64, 64)] and res['images'][0]['boxes']
     for bad,want in (('truncated.jpg', 'not a readable image'), ('missing.jpg', 'no such file')):
         with pytest.raises(CLIError, match=f'{bad}: {want}'): predict_files(model, [dirty/'JPEGImages'/bad], tmp/'p2')
@@ -258,11 +262,11 @@ def test_cli_refusals_are_one_line_naming_the_file(tmp, errors, dirty, runs, cap
                   *TINY, '--out', tmp/'o'/c.replace(' ', '_')), want) for c,(p,f,want) in errors.items()}
     cases['label not in the saved model'] = (('ssd-train', '--data', tmp/'vocab', *TINY, '--epochs', 2, '--resume',
                                               '--out', tmp/'run_vocab'), '000003.jpg (hexagon)')
-    cases['predict: truncated image'] = (('ssd-predict', tmp/'run_voc'/'model.pkl', jpgs/'ok0.jpg', jpgs/'truncated.jpg',
+    cases['predict: truncated image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'ok0.jpg', jpgs/'truncated.jpg',
                                           '--out', tmp/'o'/'p1'), f'{jpgs/"truncated.jpg"}: not a readable image')
-    cases['predict: not an image'] = (('ssd-predict', tmp/'run_voc'/'model.pkl', jpgs/'notimage.jpg', '--out', tmp/'o'/'p2'),
+    cases['predict: not an image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'notimage.jpg', '--out', tmp/'o'/'p2'),
                                       'notimage.jpg: not a readable image')
-    cases['predict: missing image'] = (('ssd-predict', tmp/'run_voc'/'model.pkl', jpgs/'missing.jpg', '--out', tmp/'o'/'p3'),
+    cases['predict: missing image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'missing.jpg', '--out', tmp/'o'/'p3'),
                                        'missing.jpg: no such file')
     for case,(cmd,want) in cases.items():
         rc,out,err = run_main(capsys, monkeypatch, *cmd)
@@ -274,8 +278,8 @@ def test_cli_refusals_are_one_line_naming_the_file(tmp, errors, dirty, runs, cap
 
 def test_cli_predict_on_gray_and_rgba(tmp, dirty, runs, capsys, monkeypatch):
     assert runs['voc'][0] == 0, runs['voc'][2]
-    rc, out, err = run_main(capsys, monkeypatch, 'ssd-predict', tmp/'run_voc'/'model.pkl', dirty/'JPEGImages'/'gray.png',
-                            dirty/'JPEGImages'/'rgba.png', '--out', tmp/'preds', '--thresh', 0.0, '--max-det', 5)
+    rc, out, err = run_main(capsys, monkeypatch, 'ssd-predict', tmp/'run_voc'/'model.safetensors', dirty/'JPEGImages'/'gray.png',
+                            dirty/'JPEGImages'/'rgba.png', '--out', tmp/'preds', '--score-thresh', 0.0, '--max-det', 5)
     assert rc == 0 and err.strip() == '', err
     d = json.loads((tmp/'preds'/'detections.json').read_text())
     assert [(o['width'], o['height'], len(o['boxes']) > 0) for o in d['images']] == [(64, 64, True)]*2

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from safetensors.torch import load_file
 from ssd_nbs.data import make_shapes, voc_items
+from ssd_nbs.detector import load_detector
 
 def _cmd(name):
     "The installed console script `name` (next to this Python, else on PATH)"
@@ -43,7 +45,7 @@ def run_dir(tmp, voc):
 
 def test_train_writes_model_metrics_and_picture(run_dir, voc):
     out,r = run_dir
-    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.pkl', 'predictions.png']
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.safetensors', 'predictions.png']
     assert 'mAP' in r.stdout and 'train_loss' in r.stdout                                             # the progress table
     m = json.loads((out/'metrics.json').read_text())
     assert 0 <= m['mAP'] <= 1 and set(m['per_class']) <= {'circle', 'square', 'triangle'}
@@ -53,8 +55,8 @@ def test_train_writes_model_metrics_and_picture(run_dir, voc):
     assert (s['data'], s['format'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'voc', 64, 4, [4,2,1], 'tiny_resnet')
     assert (s['n_train'], s['n_valid']) == (10, 2)                                       # make_shapes' train/val splits
     assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is False
-    d = torch.load(out/'model.pkl', weights_only=True)                                  # plain data: no code is run
-    assert d['vocab'][1:] == s['classes'] and d['spec']['size'] == 64
+    det = load_detector(out/'model.safetensors')                                   # a safetensors file: no code is run
+    assert det.vocab[1:] == s['classes'] and det.cfg.size == 64 and det.cfg.grids == (4,2,1)
 
 def test_train_on_coco_json(tmp, voc):
     files,targets = voc_items(voc)
@@ -74,10 +76,10 @@ def test_train_on_coco_json(tmp, voc):
 def test_predict_writes_pictures_and_detections(tmp, voc, run_dir):
     out,_ = run_dir
     img = voc/'JPEGImages'/'000000.jpg'
-    r = run(tmp, 'ssd-predict', out/'model.pkl', img, voc/'JPEGImages', '--out', tmp/'preds', '--thresh', 0.01, '--max-det', 3)
+    r = run(tmp, 'ssd-predict', out/'model.safetensors', img, voc/'JPEGImages', '--out', tmp/'preds', '--score-thresh', 0.01, '--max-det', 3)
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp/'preds'/'detections.json').read_text())
-    assert (d['thresh'], d['max_det']) == (0.01, 3) and len(d['images']) == 13
+    assert (d['score_thresh'], d['max_det']) == (0.01, 3) and len(d['images']) == 13
     assert d['images'][0]['file'] == str(img)
     for o in d['images']:
         assert (o['width'], o['height']) == (64, 64)
@@ -88,7 +90,7 @@ def test_predict_writes_pictures_and_detections(tmp, voc, run_dir):
     assert len(list((tmp/'preds').glob('*.png'))) == 13
 
 def test_errors_are_one_line_and_write_nothing(tmp, voc, run_dir):
-    model = run_dir[0]/'model.pkl'
+    model = run_dir[0]/'model.safetensors'
     (tmp/'e').mkdir()
     (tmp/'e'/'empty_voc'/'Annotations').mkdir(parents=True)                                 # a VOC folder with no annotation
     (tmp/'e'/'text.pkl').write_text('not a model')
@@ -137,7 +139,7 @@ def test_non_finite_loss_stops_with_one_line_and_no_model(runs, tmp):
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 1 and 'Traceback' not in err, err
     assert lines[0].startswith('ssd-train: error: training stopped: the loss became nan') and 'lower' in lines[0], err
-    assert not (tmp/'nan'/'model.pkl').exists() and not (tmp/'nan'/'checkpoint.pth').exists()
+    assert not (tmp/'nan'/'model.safetensors').exists() and not (tmp/'nan'/'checkpoint.pth').exists()
 
 def test_resume_a_1_epoch_run_to_2_epochs(run_dir, runs, tmp):
     rc,out,err = runs['resumed']
@@ -147,13 +149,13 @@ def test_resume_a_1_epoch_run_to_2_epochs(run_dir, runs, tmp):
     assert m['history'][0] == first['history'][0]                                       # epoch 0: from the checkpoint
     ck = torch.load(tmp/'resumed'/'checkpoint.pth', weights_only=True)
     assert ck['epoch'] == 2
-    before = torch.load(run_dir[0]/'model.pkl', weights_only=True)['state_dict']
-    after = torch.load(tmp/'resumed'/'model.pkl', weights_only=True)['state_dict']
+    before = load_file(run_dir[0]/'model.safetensors')
+    after = load_file(tmp/'resumed'/'model.safetensors')
     assert any(not torch.equal(before[k], after[k]) for k in before)                     # it trained on
     assert not any(o.name.endswith('.tmp') for o in (tmp/'resumed').iterdir())
 
 def test_killed_run_leaves_no_model_and_resumes(tmp, voc):
-    "Kill -9 `ssd-train` once its first checkpoint is written: no model.pkl, a readable checkpoint, and --resume ends the run"
+    "Kill -9 `ssd-train` once its first checkpoint is written: no model.safetensors, a readable checkpoint, and --resume ends the run"
     out = tmp/'killed'
     args = [_cmd('ssd-train'), '--data', str(voc), *map(str, TINY), '--epochs', '4', '--out', str(out)]
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp))
@@ -161,14 +163,14 @@ def test_killed_run_leaves_no_model_and_resumes(tmp, voc):
     while not (out/'checkpoint.pth').exists() and p.poll() is None and time.time()-t < 240: time.sleep(0.02)
     p.send_signal(signal.SIGKILL); p.wait()
     assert (out/'checkpoint.pth').exists()
-    assert not (out/'model.pkl').exists()                                                # 3 epochs were still to come
+    assert not (out/'model.safetensors').exists()                                                # 3 epochs were still to come
     done = torch.load(out/'checkpoint.pth', weights_only=True)['epoch']
     assert 1 <= done < 4
     r = run(tmp, 'ssd-train', '--data', voc, *TINY, '--epochs', 4, '--resume', '--out', out)
     assert r.returncode == 0, r.stderr
     m = _metrics(out)
     assert m['epochs'] == 4 and [h['epoch'] for h in m['history']] == [0, 1, 2, 3]
-    torch.load(out/'model.pkl', weights_only=True)
+    load_detector(out/'model.safetensors')
 
 def test_two_processes_with_gloo(tmp, voc, run_dir):
     "The distributed path as far as a CPU allows it: 2 processes (torchrun, gloo), each training on half of each batch"
@@ -178,8 +180,20 @@ def test_two_processes_with_gloo(tmp, voc, run_dir):
                         '--data', str(voc), *map(str, TINY), '--epochs', '2', '--workers', '0', '--out', str(out)],
                        capture_output=True, text=True, env=_env(tmp), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.pkl', 'predictions.png']
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.safetensors', 'predictions.png']
     m = _metrics(out)
     assert m['settings']['processes'] == 2 and m['epochs'] == 2 and 0 <= m['mAP'] <= 1
     assert r.stdout.count('mAP@0.5') == 1                                                # only the main process reports
-    torch.load(out/'model.pkl', weights_only=True)
+    load_detector(out/'model.safetensors')
+
+def test_predict_opens_a_model_pkl_of_version_0_1(tmp):
+    "`tests/fixtures/model_v1.pkl` was written by ssd-train 0.1; ssd-predict gives the detections recorded with it"
+    fx = Path(__file__).parent/'fixtures'
+    want = json.loads((fx/'model_v1_preds.json').read_text())
+    r = run(tmp, 'ssd-predict', fx/'model_v1.pkl', *[fx/o['file'] for o in want], '--out', tmp/'v1',
+            '--score-thresh', 0.01, '--max-det', 5)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((tmp/'v1'/'detections.json').read_text())['images']
+    for w,g in zip(want, got):
+        assert g['labels'] == w['labels'] and g['scores'] == pytest.approx(w['scores'], abs=2e-4)
+        assert torch.allclose(torch.tensor(g['boxes']), torch.tensor(w['boxes']), atol=0.02)

@@ -13,7 +13,7 @@ LOAD = """import json, sys, warnings; warnings.simplefilter('ignore')
 from fastai.learner import load_learner
 from ssd_nbs.inference import predict
 learn = load_learner(sys.argv[1])
-res = [predict(learn, f, thresh=0.005, max_det=20) for f in sys.argv[2:]]
+res = [predict(learn, f, score_thresh=0.005, max_det=20) for f in sys.argv[2:]]
 print(json.dumps([dict(boxes=r['boxes'].tolist(), scores=r['scores'].tolist(), labels=r['labels']) for r in res]))"""
 
 def test_export_load_learner_predict_in_a_fresh_process(tmp_path):
@@ -25,7 +25,7 @@ def test_export_load_learner_predict_in_a_fresh_process(tmp_path):
     learn.export(tmp_path/'export.pkl')
     assert sorted(o.name for o in tmp_path.iterdir()) == ['export.pkl', 'shapes']       # written in one step
     files = [str(path/'JPEGImages'/f'{i:06d}.jpg') for i in (0, 5)]
-    live = [predict(learn, f, thresh=0.005, max_det=20) for f in files]
+    live = [predict(learn, f, score_thresh=0.005, max_det=20) for f in files]
     r = subprocess.run([sys.executable, '-c', LOAD, str(tmp_path/'export.pkl'), *files], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     loaded = json.loads(r.stdout)

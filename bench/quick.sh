@@ -1,0 +1,13 @@
+#!/bin/sh
+# Every benchmark script in its --quick mode (a few seconds each on an idle machine, one thread): a check that a
+# change to the package has not broken a benchmark. CI runs it; the numbers it prints mean nothing.
+#
+#     sh bench/quick.sh
+set -e
+cd "$(dirname "$0")/.."
+for s in "bench_loss.py" "bench_train_step.py" "head_variants.py --reps 2" "profile_loss.py" "bench_inference.py" \
+         "bench_accuracy.py --data shapes" "bench_accuracy.py --data bccd"; do
+  t0=$(date +%s)
+  python bench/$s --quick --threads 1 > /tmp/bench_quick.log 2>&1 || { cat /tmp/bench_quick.log; echo "bench: $s --quick failed"; exit 1; }
+  echo "bench: $s --quick ran in $(( $(date +%s) - t0 ))s"
+done

@@ -50,6 +50,7 @@ class SSDExport(nn.Module):
         if not 0 <= score_thresh < 1: raise ValueError(f'score_thresh={score_thresh}: must be in [0, 1)')
         self.model,self.score_thresh,self.nms_iou,self.max_det = model.eval(),score_thresh,nms_iou,max_det
         self.register_buffer('anchors', anchors.detach().float().clone())
+        self.eval()                      # (`torch.onnx.export` puts the module back in the mode it found it in)
 
 # %% ../nbs/11_deploy.ipynb #13
 @patch
@@ -108,7 +109,7 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
                 score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, # decoding, as `decode_preds`
                 opset:int=OPSET)->Path:
     "Write `model` with its decoding and NMS as one ONNX file with a dynamic batch size, checked by `onnx.checker`"
-    onnx = _need('onnx')
+    onnx,was = _need('onnx'),model.training
     ex,dest = SSDExport(model, anchors, score_thresh, nms_iou, max_det), Path(dest)
     x = torch.zeros(2, 3, model.size, model.size)
     with warnings.catch_warnings():
@@ -121,6 +122,7 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
         m.metadata_props.add(key=k, value=v)
     onnx.checker.check_model(m, full_check=True)
     onnx.save(m, dest)
+    model.train(was)
     return dest
 
 # %% ../nbs/11_deploy.ipynb #27

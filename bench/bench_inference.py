@@ -56,6 +56,7 @@ def main():
     p_doc = __doc__
     import sys
     counts = '1' if '--quick' in sys.argv else '2,1'
+    if '--threads' in sys.argv: counts = sys.argv[sys.argv.index('--threads')+1]   # one count, as run_all.sh asks
     if '--thread-counts' in sys.argv: counts = sys.argv.pop(sys.argv.index('--thread-counts')+1); sys.argv.remove('--thread-counts')
     threads = [int(o) for o in counts.split(',')]
     args, info, reps, gen = setup_reps(p_doc, 'batches')

@@ -149,12 +149,26 @@ class OnnxDetector:
 
 # %% ../nbs/11_deploy.ipynb #29
 @patch
+def limits(self:OnnxDetector, thresh=None, iou=None, max_det=None)->tuple: # (score threshold, max detections)
+    "A higher threshold and fewer detections than the file's are applied after it, exactly; NMS's IoU is the file's"
+    m = self.meta
+    if iou is not None and iou != m['nms_iou']: raise ValueError(f"iou={iou}: this file does NMS at IoU {m['nms_iou']}; export again")
+    if thresh is not None and thresh < m['score_thresh']: raise ValueError(f"thresh={thresh}: this file keeps scores above {m['score_thresh']}; export again")
+    if max_det is not None and max_det > m['max_det']: raise ValueError(f"max_det={max_det}: this file keeps at most {m['max_det']}; export again")
+    return (m['score_thresh'] if thresh is None else thresh), (m['max_det'] if max_det is None else max_det)
+
+# %% ../nbs/11_deploy.ipynb #31
+@patch
 def __call__(self:OnnxDetector, ims:list, # PIL images
-          bs:int=16)->list: # one dict per image: boxes (n, 4) in pixels of the image, labels (names), scores (n,)
+             thresh:float|None=None, iou:float|None=None, max_det:int|None=None, # None: the file's
+             bs:int=16)->list: # one dict per image: boxes (n, 4) in pixels of the image, labels (names), scores (n,)
+    "Detections of each image of `ims`, as `Detector.__call__` gives them"
+    thresh,max_det = self.limits(thresh, iou, max_det)
     res = []
     for i in range(0, len(ims), bs):
         boxes,scores,labels,num = self.run(preprocess(ims[i:i+bs], self.size, self.meta['mean'], self.meta['std']))
         for im,b,s,l,n in zip(ims[i:i+bs], boxes, scores, labels, num):
+            n = min(n, max_det, int((s > thresh).sum()))                     # best first: the first n rows
             wh = torch.tensor(im.size*2).float()                              # w, h, w, h
             px = torch.minimum((torch.from_numpy(b[:n])*wh).clamp(min=0), wh)  # (n, 4) [0,1] -> pixels
             res.append(dict(boxes=px, labels=[self.vocab[int(o)] for o in l[:n]], scores=torch.from_numpy(s[:n])))

@@ -67,6 +67,8 @@ def _check(learn, fn, ims, thresh):
     assert_same(theirs, ours)
     n = [len(o['labels']) for o in ours]
     assert sum(n) > 0 and n[-1] == 0, n                                   # detections, and none on the grey image
+    stricter = Detector(learn.model, learn.loss_func, learn.dls.vocab)(ims, thresh+0.1, 0.5, 3)
+    assert_same(stricter, OnnxDetector(fn)(ims, thresh+0.1, 0.5, 3))     # a higher threshold, fewer detections
     return n
 
 def test_shapes_same_answers(shapes):
@@ -83,6 +85,11 @@ def test_batches_of_any_size(shapes):
     det = OnnxDetector(fn, threads=1)
     one = [det([im])[0] for im in ims]
     assert_same(one, det(ims, bs=3)); assert_same(one, det(ims*3, bs=16)[:len(ims)])
+
+def test_limits(shapes):
+    det = OnnxDetector(shapes[1])
+    for kw in (dict(iou=0.6), dict(thresh=0.2), dict(max_det=101)):
+        with pytest.raises(ValueError, match='export again'): det([GREY], **kw)
 
 def test_metadata(shapes):
     learn,fn,_ = shapes

@@ -157,3 +157,35 @@ def test_export_keeps_the_mode(tmp_path, shapes):
         model.train(mode); export_onnx(model, shapes[0].loss_func.anchors, shapes[0].dls.vocab, tmp_path/'m.onnx')
         assert model.training == mode
     model.eval()
+
+PLAIN = """import sys
+for m in ('ssd_nbs', 'fastai', 'torch', 'torchvision'): sys.modules[m] = None       # none of them: import fails
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+
+sess = ort.InferenceSession(sys.argv[1])
+meta = sess.get_modelmeta().custom_metadata_map
+size, classes = int(meta['size']), json.loads(meta['classes'])
+mean, std = (np.array(json.loads(meta[k]), np.float32) for k in ('mean', 'std'))
+
+res = []
+for f in sys.argv[2:]:
+    im = Image.open(f)
+    x = np.asarray(im.convert('RGB').resize((size, size), Image.BILINEAR), np.float32) / 255
+    boxes, scores, labels, n = sess.run(None, {'images': ((x - mean) / std).transpose(2, 0, 1)[None]})
+    w, h = im.size
+    res.append(dict(boxes=(boxes[0, :n[0]] * [w, h, w, h]).tolist(), labels=[classes[l] for l in labels[0, :n[0]]],
+                    scores=scores[0, :n[0]].tolist()))
+print(json.dumps(res))"""
+
+def test_plain_onnxruntime_without_ssd_nbs(bccd, tmp_path):
+    "The README's few lines (numpy, PIL, onnxruntime; no ssd_nbs, fastai or torch) give `OnnxDetector`'s detections"
+    import subprocess
+    learn,fn,ims = bccd
+    files = [o.filename for o in ims[:3]]
+    r = subprocess.run([sys.executable, '-c', PLAIN, str(fn), *files], capture_output=True, text=True,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    plain = [dict(boxes=torch.tensor(o['boxes']).reshape(-1, 4), labels=o['labels'], scores=torch.tensor(o['scores']))
+             for o in json.loads(r.stdout)]                              # (the graph's boxes are in [0,1]: no clamp)
+    assert_same(OnnxDetector(fn)([Image.open(f) for f in files]), plain)

@@ -19,7 +19,7 @@ from .loss import SSDLoss
 # %% auto #0
 __all__ = ['decode_preds', 'to_pixels', 'detections', 'predict_many', 'predict', 'show_preds', 'show_detections']
 
-# %% ../nbs/07_inference.ipynb #d161dd1d
+# %% ../nbs/07_inference.ipynb #e75c7410
 def decode_preds(boxes:Tensor, # (bs, n_anchors, 4) boxes x1y1x2y2
                  scores:Tensor, # (bs, n_anchors, n_classes) probabilities, no background
                  score_thresh:float=0.3, # keep scores above this
@@ -44,7 +44,7 @@ def decode_preds(boxes:Tensor, # (bs, n_anchors, 4) boxes x1y1x2y2
 def decodes(self:SSDLoss, out): # boxes, scores, labels: (bs, max_det, ...), label 0 = none; fastai's `get_preds(with_decoded=True)`
     return decode_preds(*out, self.score_thresh, self.nms_iou, self.max_det)
 
-# %% ../nbs/07_inference.ipynb #779f0f2c
+# %% ../nbs/07_inference.ipynb #798110df
 def to_pixels(boxes:Tensor, # (n, 4) boxes in [-1,1]
               w:int, h:int, # width and height of the image, in pixels
              )->Tensor: # (n, 4) boxes in pixels, inside the image
@@ -73,7 +73,7 @@ def _load(img):
         except Exception as e: raise ValueError(f'{img}: not a readable image ({type(e).__name__}: {e})') from None
     return PILImage.create(img)
 
-# %% ../nbs/07_inference.ipynb #9360f5c8
+# %% ../nbs/07_inference.ipynb #7a224fa9
 def predict_many(learn, # a `Learner` from `ssd_learner` (or `load_learner`)
                  imgs, # image paths, PIL images or arrays
                  score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, bs:int=16,
@@ -94,7 +94,7 @@ def predict(learn, img, score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=1
     "Detections for one image: boxes (n, 4) in pixels, labels (names), scores"
     return predict_many(learn, [img], score_thresh, nms_iou, max_det)[0]
 
-# %% ../nbs/07_inference.ipynb #91293369
+# %% ../nbs/07_inference.ipynb #1debb059
 def show_preds(img, # path, PIL image, array or (3,h,w) tensor
                pred:dict, # from `predict`: boxes, labels (names or indices), scores
                vocab=None, ax=None,

@@ -17,7 +17,7 @@ from .anchors import *
 # %% auto #0
 __all__ = ['bce_loss', 'ssd_loss_loop', 'ssd_targets', 'SSDLoss', 'LossPart']
 
-# %% ../nbs/06_loss.ipynb #e44e486c
+# %% ../nbs/06_loss.ipynb #c918fdc8
 def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background
              targ:Tensor, # (..., n_classes) one-hot targets
              gamma:float=0., # focal loss exponent; 0 is plain BCE
@@ -30,7 +30,7 @@ def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background
     w = torch.where(targ > 0, alpha, 1-alpha) * (1-pt).pow(gamma)
     return F.binary_cross_entropy_with_logits(logits, targ, w.detach(), reduction='sum')
 
-# %% ../nbs/06_loss.ipynb #9ee65ac0
+# %% ../nbs/06_loss.ipynb #2350d488
 def ssd_loss_loop(preds, # (box activations (bs, n_anchors, 4), class scores (bs, n_anchors, n_classes+1))
                   bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-padded
                   labels:Tensor, # (bs, n_gt) labels, 0 for padding
@@ -162,7 +162,7 @@ class LossPart(Metric):
     @property
     def name(self): return f'{self.part}_loss'
 
-# %% ../nbs/06_loss.ipynb #f5db4ef0
+# %% ../nbs/06_loss.ipynb #84aaf640
 @patch
 def activation(self:SSDLoss, preds): # boxes (bs, n_anchors, 4), scores (bs, n_anchors, n_classes)
     box_act,clas = plain(*preds)

@@ -1,0 +1,192 @@
+"""The exported ONNX detector gives the PyTorch detector's answers: on a shapes model and a BCCD-sized one (320 px),
+on real images of several sizes and on one with no detection; its post-processing is `decode_preds`'s."""
+import json, sys
+from pathlib import Path
+import pytest
+import torch
+from torch import nn
+from PIL import Image
+from fastai.vision.all import set_seed
+
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+
+from ssd_nbs.anchors import make_anchors, bbox_to_activ
+from ssd_nbs.data import make_shapes, voc_items, ssd_dls, bccd_path
+from ssd_nbs.model import tiny_resnet
+from ssd_nbs.learner import ssd_learner
+from ssd_nbs.loss import SSDLoss
+from ssd_nbs.inference import decode_preds
+from ssd_nbs.detector import Detector
+from ssd_nbs.deploy import export_onnx, OnnxDetector, SSDExport, EXPORT_FORMAT, OPSET
+
+def _fit(dls, epochs, lr, **kw):
+    learn = ssd_learner(dls, arch=tiny_resnet, pretrained=False, **kw)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
+    return learn
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    "A shapes model trained for real (a few seconds), its exported file and its images"
+    torch.set_num_threads(1); set_seed(42)
+    d = tmp_path_factory.mktemp('shapes')
+    path = make_shapes(d/'data', n=600, size=64)
+    learn = _fit(ssd_dls(voc_items(path), size=64, bs=32), 4, 2e-2, grids=(8,4,2,1), match_iou=0.3, nh=32, fine_ks=1)
+    fn = export_onnx(learn.model, learn.loss_func.anchors, learn.dls.vocab, d/'shapes.onnx')
+    sizes = [(64,64), (64,64), (256,192), (100,300), (64,64), (640,480), (64,64), (37,53)]
+    ims = [Image.open(path/'JPEGImages'/f'{i:06d}.jpg').resize(sz) for i,sz in enumerate(sizes)]
+    return learn, fn, ims
+
+@pytest.fixture(scope='module')
+def bccd(tmp_path_factory):
+    "A BCCD-sized model (320 px, the BCCD recipe's anchors and head): one short epoch on 48 BCCD images"
+    torch.set_num_threads(1); set_seed(42)
+    try: p = bccd_path()
+    except FileNotFoundError as e: pytest.skip(str(e))
+    files,targets = voc_items(p, 'train')
+    learn = _fit(ssd_dls((files[:48], targets[:48]), size=320, bs=8, valid_pct=0.25), 2, 1e-2, grids=(20,10,5,3,1),
+                 thresh=0.4, nh=64, stem_ks=3, fine_ks=3)
+    fn = export_onnx(learn.model, learn.loss_func.anchors, learn.dls.vocab, tmp_path_factory.mktemp('bccd')/'bccd.onnx',
+                     score_thresh=0.2)
+    test_files = voc_items(p, 'test')[0][:6]
+    return learn, fn, [Image.open(f) for f in test_files]
+
+GREY = Image.new('RGB', (120, 80), (128, 128, 128))
+
+def assert_same(theirs, ours):
+    "Same labels and count per image, scores to 1e-4, boxes to 0.01 pixel"
+    assert len(theirs) == len(ours)
+    for a,b in zip(theirs, ours):
+        assert a['labels'] == b['labels']
+        assert a['boxes'].shape == b['boxes'].shape and a['scores'].shape == b['scores'].shape
+        assert torch.allclose(a['scores'], b['scores'], rtol=0, atol=1e-4)
+        assert torch.allclose(a['boxes'], b['boxes'], rtol=0, atol=0.01)
+
+def _check(learn, fn, ims, thresh):
+    theirs = Detector(learn.model, learn.loss_func, learn.dls.vocab)(ims, thresh, 0.5, 100)
+    ours = OnnxDetector(fn, threads=1)(ims)
+    assert_same(theirs, ours)
+    n = [len(o['labels']) for o in ours]
+    assert sum(n) > 0 and n[-1] == 0, n                                   # detections, and none on the grey image
+    stricter = Detector(learn.model, learn.loss_func, learn.dls.vocab)(ims, thresh+0.1, 0.5, 3)
+    assert_same(stricter, OnnxDetector(fn)(ims, thresh+0.1, 0.5, 3))     # a higher threshold, fewer detections
+    return n
+
+def test_shapes_same_answers(shapes):
+    learn,fn,ims = shapes
+    print('shapes detections per image', _check(learn, fn, ims + [GREY], 0.3))
+
+def test_bccd_same_answers(bccd):
+    learn,fn,ims = bccd
+    print('BCCD detections per image', _check(learn, fn, ims + [GREY], 0.2))
+
+def test_batches_of_any_size(shapes):
+    "Dynamic batch: each image alone, and all in batches of 3 and of 16, give the same detections"
+    learn,fn,ims = shapes
+    det = OnnxDetector(fn, threads=1)
+    one = [det([im])[0] for im in ims]
+    assert_same(one, det(ims, bs=3)); assert_same(one, det(ims*3, bs=16)[:len(ims)])
+
+def test_limits(shapes):
+    det = OnnxDetector(shapes[1])
+    for kw in (dict(iou=0.6), dict(thresh=0.2), dict(max_det=101)):
+        with pytest.raises(ValueError, match='export again'): det([GREY], **kw)
+
+def test_metadata(shapes):
+    learn,fn,_ = shapes
+    m = onnx.load(fn)
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta['format'] == EXPORT_FORMAT and json.loads(meta['opset']) == OPSET == m.opset_import[0].version
+    assert json.loads(meta['classes']) == list(learn.dls.vocab) and json.loads(meta['size']) == 64
+    assert (meta['onnx'], meta['onnxruntime']) == (onnx.__version__, ort.__version__)
+    assert [json.loads(meta[k]) for k in ('score_thresh', 'nms_iou', 'max_det')] == [0.3, 0.5, 100]
+    assert [i.name for i in m.graph.input] == ['images'] and [o.name for o in m.graph.output] == ['boxes', 'scores', 'labels', 'num_dets']
+    onnx.checker.check_model(m, full_check=True)
+
+class Given(nn.Module):
+    "A stand-in for an `SSDModel` whose activations are read from its input: any activations, exactly"
+    size = 64
+    def __init__(self, n_anc, n_cls): super().__init__(); self.a,self.c = n_anc,n_cls
+    def forward(self, x):
+        f = x.flatten(1)
+        return f[:,:self.a*4].reshape(-1,self.a,4), f[:,self.a*4:self.a*(4+self.c+1)].reshape(-1,self.a,self.c+1)
+
+@pytest.mark.parametrize('thresh,iou,max_det', [(0.3,0.5,100), (0.3,0.5,7), (0.6,0.3,100), (0.2,0.7,50), (0.05,0.5,2000)])
+def test_postprocess_is_decode_preds(tmp_path, thresh, iou, max_det):
+    """On the same activations, the graph keeps what `decode_preds` keeps, in the same order: overlapping boxes, 50 copies
+    of one box, more than 1000 candidates (`batched_nms`'s other path), an image with no candidate.
+    The scores are distinct and 4e-4 apart: the two runtimes' sigmoids differ in the last bit, so an exact tie in one
+    need not be a tie in the other."""
+    torch.set_num_threads(1)
+    anc = make_anchors((8,4,2,1), (0.7,1,1.3), ((1,1),(1,.5),(.5,1)))
+    a,c = len(anc),3
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(4, 3, 64, 64); f = x.view(4, -1)
+    act = torch.randn(4, a, 4, generator=g)*0.5                           # (4, a, 4) box activations
+    i50 = torch.randperm(a, generator=g)[:50]
+    act[:,i50] = bbox_to_activ(torch.tensor([-0.3, -0.2, 0.4, 0.5]).expand(50, 4), anc[i50])   # one box, 50 times
+    s = torch.stack([torch.randperm(a*c, generator=g) for _ in range(4)]).float()/(a*c)*0.98 + 0.01
+    f[:,:a*4] = act.view(4, -1)
+    f[:,a*4:a*8] = torch.cat([torch.zeros(4, a, 1), torch.logit(s).view(4, a, c)], -1).view(4, -1)   # background first
+    f[3,a*4:] = -10.                                                      # nothing above any threshold
+    model = Given(a, c)
+    fn = export_onnx(model, anc, ['#na#', 'a', 'b', 'c'], tmp_path/'given.onnx', thresh, iou, max_det)
+    boxes,scores,labels,num = (torch.from_numpy(o) for o in OnnxDetector(fn).run(x.numpy()))
+    rb,rs,rl = decode_preds(*SSDLoss(anc).activation(model(x)), thresh, iou, max_det)
+    assert num[3] == 0 and (num[:3] > 0).all()
+    torch.testing.assert_close(num, (rl > 0).sum(1))
+    torch.testing.assert_close(labels, rl, rtol=0, atol=0)
+    torch.testing.assert_close(scores, rs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(boxes, torch.where(rl[...,None] > 0, (rb+1)/2, 0.), rtol=0, atol=1e-6)
+    with torch.no_grad(): eb,es,el,en = SSDExport(model, anc, thresh, iou, max_det)(x)   # the module, in PyTorch
+    torch.testing.assert_close(el, rl, rtol=0, atol=0); torch.testing.assert_close(es, rs, rtol=0, atol=0)
+
+def test_missing_onnxruntime_says_how_to_install(shapes, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(ImportError) as e: OnnxDetector(shapes[1])
+    assert 'pip install -e ".[onnx]"' in str(e.value) and '\n' not in str(e.value)
+
+def test_not_an_export(tmp_path, shapes):
+    m = onnx.load(shapes[1]); del m.metadata_props[:]
+    onnx.save(m, tmp_path/'bare.onnx')
+    with pytest.raises(ValueError, match='not a file written by export_onnx'): OnnxDetector(tmp_path/'bare.onnx')
+
+def test_export_keeps_the_mode(tmp_path, shapes):
+    "`torch.onnx.export` puts the module it is given back in its mode: the exported model must stay in its own"
+    model = shapes[0].model
+    for mode in (True, False):
+        model.train(mode); export_onnx(model, shapes[0].loss_func.anchors, shapes[0].dls.vocab, tmp_path/'m.onnx')
+        assert model.training == mode
+    model.eval()
+
+PLAIN = """import sys
+for m in ('ssd_nbs', 'fastai', 'torch', 'torchvision'): sys.modules[m] = None       # none of them: import fails
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+
+sess = ort.InferenceSession(sys.argv[1])
+meta = sess.get_modelmeta().custom_metadata_map
+size, classes = int(meta['size']), json.loads(meta['classes'])
+mean, std = (np.array(json.loads(meta[k]), np.float32) for k in ('mean', 'std'))
+
+res = []
+for f in sys.argv[2:]:
+    im = Image.open(f)
+    x = np.asarray(im.convert('RGB').resize((size, size), Image.BILINEAR), np.float32) / 255
+    boxes, scores, labels, n = sess.run(None, {'images': ((x - mean) / std).transpose(2, 0, 1)[None]})
+    w, h = im.size
+    res.append(dict(boxes=(boxes[0, :n[0]] * [w, h, w, h]).tolist(), labels=[classes[l] for l in labels[0, :n[0]]],
+                    scores=scores[0, :n[0]].tolist()))
+print(json.dumps(res))"""
+
+def test_plain_onnxruntime_without_ssd_nbs(bccd, tmp_path):
+    "The README's few lines (numpy, PIL, onnxruntime; no ssd_nbs, fastai or torch) give `OnnxDetector`'s detections"
+    import subprocess
+    learn,fn,ims = bccd
+    files = [o.filename for o in ims[:3]]
+    r = subprocess.run([sys.executable, '-c', PLAIN, str(fn), *files], capture_output=True, text=True,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stderr[-2000:]
+    plain = [dict(boxes=torch.tensor(o['boxes']).reshape(-1, 4), labels=o['labels'], scores=torch.tensor(o['scores']))
+             for o in json.loads(r.stdout)]                              # (the graph's boxes are in [0,1]: no clamp)
+    assert_same(OnnxDetector(fn)([Image.open(f) for f in files]), plain)

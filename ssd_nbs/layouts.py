@@ -77,7 +77,7 @@ def detect_layout(path, # a file or folder, or None (the synthetic shapes)
 # %% ../nbs/01c_layouts.ipynb #15
 def _pair(p:Path, files:list)->tuple: # (train file, validation file or None) of the annotation files in folder `p`
     key = lambda f: str(f.relative_to(p)).lower()
-    files = [f for f in files if key(f).startswith('instances')] or files     # COCO's annotations/: not captions_*
+    files = [f for f in files if f.name.lower().startswith('instances')] or files     # COCO's annotations/: not captions_*
     if len(files) == 1: return files[0], None
     tr = [f for f in files if 'train' in key(f)]
     va = sorted((f for f in files if 'val' in key(f) or 'test' in key(f)), key=lambda f: 'test' in key(f))

@@ -26,6 +26,9 @@ def _image_files(d:Path)->list: # the image files under `d`, recursively, sorted
     return sorted(p for p in Path(d).rglob('*') if p.suffix.lower() in IMG_EXTS and p.is_file()
                   and not any(s.startswith('.') for s in p.relative_to(d).parts))
 
+def _add(issues, k:str, names:list): # note `names` under `k` in `issues`, if there are any
+    if names: issues[k] += names
+
 def _finish(what:str, source, rows, vocab, issues)->tuple: # (files, targets)
     "Clean `rows` `[(image, [(label, box)], name, (w,h) or None)]` as `voc_items` does, and warn once"
     files, targets = [], []
@@ -63,7 +66,7 @@ def to_csv(items, # (files, targets)
           )->Path:
     "Write `items` as a CSV file of one row per box, and copy the images"
     dest = Path(dest); im = Path(images) if images else dest.parent/'images'
-    im.mkdir(parents=True, exist_ok=True)
+    for d in (dest.parent, im): d.mkdir(parents=True, exist_ok=True)
     with open(dest, 'w', newline='') as fh:
         w = csv.writer(fh); w.writerow(CSV_HEADER)
         for f,bs,ls,(iw,ih) in _sized(items):
@@ -101,7 +104,7 @@ def to_coco(items, # (files, targets)
            )->Path:
     "Write `items` as a COCO json file (boxes `x,y,w,h`), and copy the images"
     dest = Path(dest); im = Path(images) if images else dest.parent/'images'
-    im.mkdir(parents=True, exist_ok=True)
+    for d in (dest.parent, im): d.mkdir(parents=True, exist_ok=True)
     cat_ids = cat_ids or {n: i+1 for i,n in enumerate(sorted({l for _,ls in items[1] for l in ls}))}
     ims, anns = [], []
     for i,(f,bs,ls,(w,h)) in enumerate(_sized(items)):
@@ -158,7 +161,7 @@ def _xml_files(path:Path, split, issues)->list:
     if not sf.is_file(): raise CLIError(f'No split file {sf}')
     names = {l.split()[0] for l in sf.read_text().splitlines() if l.strip()}
     if not names: raise CLIError(f'Split file {sf} is empty')
-    issues['names in the split without an annotation file, skipped'] += sorted(names - {x.stem for x in xmls})
+    _add(issues, 'names in the split without an annotation file, skipped', sorted(names - {x.stem for x in xmls}))
     return [x for x in xmls if x.stem in names]
 
 # %% ../nbs/01b_sources.ipynb #19
@@ -182,7 +185,7 @@ def voc_folder_items(path, # a folder of Pascal VOC XML files and their images, 
         rows.append((f, objs, x.name, wh))
     used = {f for f,*_ in rows}
     dirs = {f.parent for f in used}
-    if split is None: issues['images that no annotation names, not used'] += [f.name for f in imgs if f not in used and f.parent in dirs]
+    if split is None: _add(issues, 'images that no annotation names, not used', [f.name for f in imgs if f not in used and f.parent in dirs])
     return _finish('voc_folder_items', path, rows, vocab, issues)
 
 # %% ../nbs/01b_sources.ipynb #25
@@ -319,6 +322,7 @@ def _yolo_objs(lf:Path, names, wh, issues)->list: # [(label, box in pixels)] of 
             issues['boxes with a class index not in names, dropped'].append(f'{lf.name} ({int(c)})'); continue
         b = ([xs[0]-xs[2]/2, xs[1]-xs[3]/2, xs[0]+xs[2]/2, xs[1]+xs[3]/2] if len(xs) == 4 else
              [min(xs[0::2]), min(xs[1::2]), max(xs[0::2]), max(xs[1::2])])
+        b = [float(round(v)) if abs(v-round(v)) < 1e-5 and round(v) in (0, 1) else v for v in b]  # the edge, rounded
         objs.append((names[int(c)] if names else str(int(c)), [b[0]*w, b[1]*h, b[2]*w, b[3]*h]))
     return objs
 
@@ -341,6 +345,9 @@ def yolo_items(path, # an Ultralytics folder (or its data.yaml)
         except Exception: issues['unreadable images, skipped'].append(f.name); continue
         lf = _label_file(f)
         rows.append((f, _yolo_objs(lf, names, wh, issues), lf.name if lf.is_file() else f.name, None))
+    lfs = {_label_file(f) for f in imgs}
+    _add(issues, 'label files without an image, not used', sorted(o.name for d in {o.parent for o in lfs} if d.is_dir()
+                 for o in d.glob('*.txt') if o not in lfs and o.name != 'classes.txt'))
     return _finish('yolo_items', y, rows, vocab, issues)
 
 # %% ../nbs/01b_sources.ipynb #38

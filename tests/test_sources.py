@@ -328,3 +328,19 @@ def test_refusals_in_each_layout_are_one_line_naming_the_file(tmp, shapes):
         assert want in msg and '\n' not in msg, (case, msg)
         with pytest.raises(CLIError) as e2: data_items(path)                     # the same through the one way in
         assert want in str(e2.value), (case, str(e2.value))
+
+# ---- anchor coverage and fitted anchors (ssd_nbs.fit)
+
+def test_anchor_coverage_is_04s_measurement_and_the_fit_never_loses(shapes):
+    from ssd_nbs.core import box_iou
+    from ssd_nbs.anchors import make_anchors
+    from ssd_nbs.fit import norm_boxes, anchor_coverage, fit_anchors
+    bb, lbl = norm_boxes(voc_items(shapes))
+    zooms, ratios = (0.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.))
+    for grids in ((4, 2, 1), (8,)):
+        c = anchor_coverage(bb, lbl, grids, zooms, ratios, 0.5)
+        direct = (box_iou(bb, make_anchors(grids, zooms, ratios)).max(1).values >= 0.5).float()
+        assert abs(c['all'] - direct.mean().item()) < 1e-6 and max(c['per_grid'].values()) <= c['all']
+        for k,v in c['per_class'].items(): assert abs(v - direct[[l == k for l in lbl]].mean().item()) < 1e-6
+        z, r = fit_anchors(bb, grids, zooms, ratios, 0.5)
+        assert len(z) == 3 and len(r) == 3 and anchor_coverage(bb, lbl, grids, z, r, 0.5)['all'] >= c['all']

@@ -8,12 +8,14 @@ import numpy as np
 import torch
 from torch import Tensor
 from PIL import Image
+from collections import Counter
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from .core import box_iou
 from .anchors import make_anchors
 
 # %% auto #0
-__all__ = ['norm_boxes', 'shape_ious', 'anchor_coverage', 'fit_anchors', 'plot_box_shapes']
+__all__ = ['norm_boxes', 'shape_ious', 'anchor_coverage', 'fit_anchors', 'plot_box_shapes', 'data_report']
 
 # %% ../nbs/04b_fit_anchors.ipynb #6
 def norm_boxes(items, # (files, targets), boxes in pixels
@@ -89,3 +91,21 @@ def plot_box_shapes(boxes:Tensor, labels, # (n, 4) boxes in [-1,1], their labels
     ax.set(xscale='log', yscale='log', xlabel='width / image side', ylabel='height / image side')
     ax.legend(fontsize=8, markerscale=2)
     return ax
+
+# %% ../nbs/04b_fit_anchors.ipynb #21
+def data_report(train, valid, # (files, targets) each
+                grids, zooms, ratios, # the anchors
+                match_iou:float=0.5, # IoU from which a box counts as covered
+                fit:bool=False, # also fit the zooms and ratios on the training boxes
+               )->tuple: # (report dict, matplotlib Figure of the box shapes against the anchors)
+    "Image sizes, coverage of the validation boxes (per class and grid), the fitted anchors if `fit`, and a picture"
+    sizes = Counter(Image.open(f).size for f in [*train[0], *valid[0]])
+    (btr, _), (bva, lva) = norm_boxes(train), norm_boxes(valid)
+    res = dict(image_sizes={f'{w}x{h}': n for (w,h),n in sizes.most_common()}, match_iou=match_iou,
+               coverage=anchor_coverage(bva, lva, grids, zooms, ratios, match_iou))
+    fitted = fit_anchors(btr, grids, zooms, ratios, match_iou) if fit else None
+    if fit: res['fitted'] = dict(zooms=list(fitted[0]), ratios=[list(r) for r in fitted[1]],
+                                 coverage=anchor_coverage(bva, lva, grids, *fitted, match_iou))
+    fig = Figure(figsize=(6,5))
+    plot_box_shapes(bva, lva, grids, zooms, ratios, fitted, ax=fig.subplots())
+    return res, fig

@@ -344,3 +344,17 @@ def test_anchor_coverage_is_04s_measurement_and_the_fit_never_loses(shapes):
         for k,v in c['per_class'].items(): assert abs(v - direct[[l == k for l in lbl]].mean().item()) < 1e-6
         z, r = fit_anchors(bb, grids, zooms, ratios, 0.5)
         assert len(z) == 3 and len(r) == 3 and anchor_coverage(bb, lbl, grids, z, r, 0.5)['all'] >= c['all']
+
+def test_roboflow_coco_and_tf_csv_pairs(shapes, tmp):
+    items = voc_items(shapes)
+    tr, va = (items[0][:9], items[1][:9]), (items[0][9:], items[1][9:])
+    d = tmp/'roboflow'                                                 # train/_annotations.coco.json, images beside
+    to_coco(tr, d/'train'/'_annotations.coco.json', d/'train'); to_coco(va, d/'valid'/'_annotations.coco.json', d/'valid')
+    t = tmp/'tfod'                                                     # train_labels.csv, images/train/
+    to_csv(tr, t/'train_labels.csv', t/'images'/'train'); to_csv(va, t/'test_labels.csv', t/'images'/'test')
+    for p,split in ((d, 'train/_annotations.coco.json and valid/_annotations.coco.json'),
+                    (t, 'train_labels.csv and test_labels.csv')):
+        ds = read_data(p)
+        assert ds.split == split and (ds.train, ds.valid) == (read(READERS[ds.layout], ds.path/split.split(' and ')[0])[0],
+                                                              read(READERS[ds.layout], ds.path/split.split(' and ')[1])[0])
+        same_items(ds.train, tr); same_items(ds.valid, va)

@@ -12,7 +12,7 @@ from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarnin
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.core import CLIError
 from ssd_nbs.model import tiny_resnet
-from ssd_nbs.train import coco_items
+from ssd_nbs.sources import coco_items
 from ssd_nbs.detector import predict_files
 from ssd_nbs.cli import train_main, predict_main
 
@@ -236,7 +236,7 @@ def test_api_predict_on_gray_rgba_and_broken_images(tmp, dirty, runs):
 def test_cli_trains_on_dirty_voc_and_names_the_files_in_one_warning(tmp, runs):
     rc, out, err = runs['voc']
     assert rc == 0 and 'Traceback' not in err, err
-    data_warn = [w for w in warned(err, 'ssd-train') if w.startswith('voc_items(')]
+    data_warn = [w for w in warned(err, 'ssd-train') if w.startswith(('voc_items(', 'voc_folder_items('))]
     assert len(data_warn) == 1, err
     for name in NAMED: assert name in data_warn[0], (name, err)
     assert any('more objects than the 5 anchors' in w and 'crowded.jpg' in w for w in warned(err, 'ssd-train')), err
@@ -247,7 +247,7 @@ def test_cli_trains_on_dirty_voc_and_names_the_files_in_one_warning(tmp, runs):
 def test_cli_trains_on_dirty_coco(tmp, runs):
     rc, out, err = runs['coco']
     assert rc == 0 and 'Traceback' not in err, err
-    w = [w for w in warned(err, 'ssd-train') if w.startswith('clean_items(')]
+    w = [w for w in warned(err, 'ssd-train') if w.startswith(('clean_items(', 'coco_items('))]
     assert len(w) == 1 and all(n in w[0] for n in ('missing.jpg', 'truncated.jpg', 'flat.jpg', 'outside.jpg')), err
     m = json.loads((tmp/'run_coco'/'metrics.json').read_text())
     assert m['settings']['n_train'] + m['settings']['n_valid'] == 10

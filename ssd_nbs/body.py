@@ -98,6 +98,7 @@ def cut_at_stride(body:nn.Sequential, # a CNN body, its layers in order
                   stride:int, # output stride wanted: 8, 16, 32...
                  )->nn.Sequential: # the layers of `body` up to the last one whose output has that stride
     "Cut `body` after its last layer of output stride `stride`"
+    while len(body) == 1 and isinstance(body[0], nn.Sequential): body = body[0]   # e.g. VGG's body: one `features`
     st = layer_strides(body)
     if stride not in st: raise ValueError(f'this body has no layer of stride {stride}: its strides are {sorted(set(st))}')
     return nn.Sequential(*list(body.children())[:len(st) - st[::-1].index(stride)])

@@ -9,7 +9,7 @@ import torchvision
 import torchvision.transforms.functional as TF
 import matplotlib.cbook
 from PIL import Image
-from fastai.vision.all import Learner, L, params, dummy_eval, num_features_model, in_channels, imagenet_stats, resnet18
+from fastai.vision.all import Learner, L, params, dummy_eval, num_features_model, in_channels, imagenet_stats, resnet18, vgg11_bn
 
 from ssd_nbs.body import *
 from ssd_nbs.model import SSDModel
@@ -58,6 +58,7 @@ def test_feature_shapes_at_strides(stride, ch, f320, f64):
 def test_other_bodies_keep_their_shapes():
     assert dummy_eval(make_body(resnet18, pretrained=False), (128,128)).shape == (1, 512, 4, 4)
     assert dummy_eval(make_body(resnet18, pretrained=False, stride=16), (128,128)).shape == (1, 256, 8, 8)
+    assert dummy_eval(make_body(vgg11_bn, pretrained=False, stride=16), (128,128)).shape == (1, 512, 8, 8)
     assert dummy_eval(make_body(tiny_resnet, pretrained=False), (64,64)).shape == (1, 128, 8, 8)
     assert dummy_eval(make_body(tiny_cnn, pretrained=False), (128,128)).shape == (1, 128, 8, 8)
     with pytest.raises(ValueError, match='no layer of stride 32'): make_body(tiny_resnet, pretrained=False, stride=32)

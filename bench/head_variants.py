@@ -9,7 +9,7 @@ variants timed in turns in one process; and `--train`, which runs `ssd-train` wi
 (A model file written by a `--train wide` run names the body `tiny_resnet_wide`, which only this script registers:
 the runs are for their `metrics.json`.)
 
-The wider body is an experiment, not an option of the package: this script adds it to `ssd_nbs.config.ARCHS`, the
+The wider body is an experiment, not an option of the package: this script adds it to `ssd_nbs.body.ARCHS`, the
 bodies known by name, as `tiny_resnet_wide`. The other settings are `ssd-train` options (`--nh`, `--fine-ks`).
 * `default`: `ssd-train`'s model (tiny_resnet, widths 32,64,128; head of 32 channels, a 1x1 output conv on the 8x8
   grid, 3x3 on the others);
@@ -25,9 +25,8 @@ import functools, sys
 from benchutil import *
 import torch
 from dataclasses import replace
-from ssd_nbs.config import SHAPES, ARCHS
-from ssd_nbs.model import tiny_resnet
-from ssd_nbs.single import make_body
+from ssd_nbs.config import SHAPES
+from ssd_nbs.body import ARCHS, tiny_resnet, make_body
 from ssd_nbs.cli import train_main
 
 VARIANTS = {'default': dict(), 'fourth_round': dict(nh=48, fine_ks=3), 'wide': dict(wide=True),

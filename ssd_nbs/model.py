@@ -12,7 +12,7 @@ from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['flatten_conv', 'OutConv', 'halving_grids', 'SSDHead', 'SSDModel', 'tiny_cnn', 'tiny_resnet']
+__all__ = ['flatten_conv', 'OutConv', 'halving_grids', 'SSDHead', 'SSDModel']
 
 # %% ../nbs/05_multiscale.ipynb #9
 def flatten_conv(x:Tensor, # (bs, k*n, g, g) conv output
@@ -89,27 +89,3 @@ class SSDModel(nn.Module):
             raise ValueError(f'SSDModel was built for {self.size}x{self.size} images, got {tuple(x.shape[-2:])}')
         x = x.as_subclass(Tensor)   # fastai's TensorImage would route every layer through its `__torch_function__`
         return self.head(self.body(x))
-
-# %% ../nbs/05_multiscale.ipynb #17
-def tiny_cnn(weights=None, # there are no pretrained weights: must be None
-             widths=(16,32,64,128), # channels of the four stride-2 stages
-            )->nn.Module:
-    "A small CNN for CPUs, with the pooling head that fastai's `create_body` cuts off"
-    if weights is not None: raise ValueError('tiny_cnn has no pretrained weights')
-    layers,ni = [],3
-    for i,nf in enumerate(widths):
-        layers.append(ConvLayer(ni, nf, stride=2))
-        if i > 0: layers.append(ResBlock(1, nf, nf))                   # no residual block at full resolution
-        ni = nf
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, 1000))
-
-# %% ../nbs/05_multiscale.ipynb #20
-def tiny_resnet(weights=None, # there are no pretrained weights: anything but None raises
-                widths=(32,64,128), # channels of the stem and of each stride-2 residual stage
-                n_out:int=1000, # outputs of the classifier, which `create_body` cuts off
-               )->nn.Sequential:
-    "A small ResNet-like classifier of stride `2**len(widths)`, to train detectors from scratch on a CPU"
-    if weights is not None: raise ValueError(f'tiny_resnet has no pretrained weights (weights={weights!r})')
-    layers = [ConvLayer(3, widths[0], stride=2)]                                        # (bs, w0, size/2, size/2)
-    layers += [ResBlock(1, ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))

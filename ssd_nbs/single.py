@@ -11,10 +11,11 @@ from torch import nn, Tensor
 from fastai.vision.all import Learner, create_body, create_head, model_meta, dummy_eval, params, L, resnet34, get_grid
 from .core import *
 from .data import ssd_dls
+from .body import make_body
 
 # %% auto #0
-__all__ = ['largest_items', 'single_dls', 'make_body', 'SingleBoxHead', 'single_box_model', 'box_l1', 'clas_ce', 'clas_acc',
-           'mean_iou', 'SingleBoxLoss', 'single_split', 'SingleBoxLearner', 'single_learner']
+__all__ = ['largest_items', 'single_dls', 'SingleBoxHead', 'single_box_model', 'box_l1', 'clas_ce', 'clas_acc', 'mean_iou',
+           'SingleBoxLoss', 'single_split', 'SingleBoxLearner', 'single_learner']
 
 # %% ../nbs/02_single_box.ipynb #8
 def largest_items(items, # (files, targets) as from `voc_items`: targets[i] = (boxes, labels), boxes in pixels
@@ -38,23 +39,6 @@ def single_dls(items, # (files, targets) as from `voc_items`; only the largest o
     "`DataLoaders` of the largest object of each image: one box and one class per image"
     return ssd_dls(largest_items(items), None if valid_items is None else largest_items(valid_items),
                    size=size, bs=bs, valid_pct=valid_pct, seed=seed, **kwargs)
-
-# %% ../nbs/02_single_box.ipynb #21
-def make_body(arch=resnet34, # a torchvision/fastai model function, e.g. `resnet34`, `vgg16_bn`
-              pretrained:bool=True, # load ImageNet weights (a download, the first time)
-             )->nn.Module: # the convolutional body; `body.pretrained` says whether the weights were loaded
-    "The convolutional body of `arch`, pretrained when the weights can be had, else from random weights with a warning"
-    model = None
-    if pretrained:
-        try: model = arch(weights='DEFAULT')
-        except Exception as e:
-            warnings.warn(f'Could not load pretrained weights for {getattr(arch, "__name__", arch)} '
-                          f'({type(e).__name__}: {e}); training from random weights (pretrained=False).', stacklevel=2)
-            pretrained = False
-    if model is None: model = arch(weights=None)
-    body = create_body(model, pretrained=pretrained, cut=model_meta.get(arch, {}).get('cut'))
-    body.pretrained = pretrained
-    return body
 
 # %% ../nbs/02_single_box.ipynb #26
 class SingleBoxHead(nn.Sequential):

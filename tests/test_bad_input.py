@@ -11,7 +11,7 @@ from fastai.vision.all import get_annotations
 from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarning, _voc_xml
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.core import CLIError
-from ssd_nbs.model import tiny_resnet
+from ssd_nbs.body import tiny_resnet
 from ssd_nbs.sources import coco_items
 from ssd_nbs.detector import predict_files
 from ssd_nbs.cli import train_main, predict_main

@@ -6,7 +6,7 @@ from fastai.vision.all import set_seed
 
 from ssd_nbs.data import make_shapes, voc_items, ssd_dls
 from ssd_nbs.learner import ssd_learner
-from ssd_nbs.model import tiny_cnn
+from ssd_nbs.body import tiny_cnn
 from ssd_nbs.inference import predict
 
 LOAD = """import json, sys, warnings; warnings.simplefilter('ignore')

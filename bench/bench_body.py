@@ -1,0 +1,59 @@
+"""Bodies inside `SSDModel` at 320 pixels, on one CPU thread: training images/s and inference ms/image.
+
+    python bench/bench_body.py            # EfficientNet-Lite0 cut at stride 16 against tiny_resnet (stride 8)
+    python bench/bench_body.py --quick    # a few seconds: checks that it runs, numbers are rough
+
+Both with the head of the BCCD recipe (`09_bccd`: grids 20,10,5,3,1, 9 anchors a cell, 64 channels, 3x3 convs) and
+`SSDLoss` matching from IoU 0.4; a training step is forward, loss, backward and an Adam step on a batch of random
+images with 3 random boxes each; inference is a forward pass in eval mode without gradients. The kinds are timed in
+turns, the median of `--reps`."""
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchutil import setup_reps, time_round_robin, med, table, write_json
+import torch
+from ssd_nbs.anchors import make_anchors
+from ssd_nbs.body import make_body
+from ssd_nbs.loss import SSDLoss
+from ssd_nbs.model import SSDModel
+
+GRIDS, K, SIZE = (20,10,5,3,1), 9, 320
+BODIES = {'efficientnet_lite0 (stride 16, pretrained)': dict(arch='efficientnet_lite0', pretrained=True, stride=16),
+          'tiny_resnet (stride 8, random)': dict(arch='tiny_resnet', pretrained=False)}
+
+def build(kw):
+    model = SSDModel(make_body(**kw), 3, SIZE, GRIDS, K, nh=64, drop=0., stem_ks=3, fine_ks=3)
+    return model, SSDLoss(make_anchors(GRIDS, (0.7,1.,1.3), ((1.,1.),(1.,.5),(.5,1.))), thresh=0.4)
+
+def batch(bs, g):
+    xb = torch.randn(bs, 3, SIZE, SIZE, generator=g)                                    # (bs, 3, 320, 320)
+    c = torch.rand(bs, 3, 2, generator=g)*1.4 - 0.8; wh = torch.rand(bs, 3, 2, generator=g)*0.3 + 0.1
+    return xb, torch.cat([c - wh/2, c + wh/2], -1).clamp(-1, 1), torch.randint(1, 4, (bs, 3), generator=g)
+
+def main():
+    sys.argv += [] if any(a.startswith('--threads') for a in sys.argv) else ['--threads', '1']
+    args, info, reps, g = setup_reps(__doc__, 'steps')
+    bs = 2 if args.quick else 8
+    xb, bb, lb = batch(bs, g)
+    fns, rows = {}, []
+    for name,kw in BODIES.items():
+        model, loss = build(kw)
+        opt = torch.optim.Adam(model.parameters(), 1e-4)
+        def train_step(model=model, loss=loss, opt=opt):
+            model.train(); l = loss(model(xb), bb, lb); l.backward(); opt.step(); opt.zero_grad()
+        def infer(model=model):
+            model.eval()
+            with torch.no_grad(): model(xb)
+        fns[name+'/train'], fns[name+'/infer'] = train_step, infer
+        rows.append(dict(body=name, params=sum(p.numel() for p in model.body.parameters())/1e6,
+                         feat=f"{model.head.stem[1][0].in_channels} x {SIZE//dict(kw).get('stride', 8)}^2"))
+    ts = time_round_robin(fns, reps)
+    for r in rows:
+        r['train_img_s'] = bs/med(ts[r['body']+'/train']); r['infer_ms'] = 1000*med(ts[r['body']+'/infer'])/bs
+    print(f'batch {bs}, {SIZE} px, median of {reps}\n')
+    print(table(rows, [('body','body'), ('params','body params (M)'), ('feat','features'),
+                       ('train_img_s','training img/s'), ('infer_ms','inference ms/img')],
+                dict(params='.2f', train_img_s='.2f', infer_ms='.1f')))
+    write_json(args.json, dict(machine=info, batch=bs, size=SIZE, reps=reps, rows=rows, times=ts))
+
+if __name__ == '__main__': main()

@@ -187,7 +187,7 @@ def errors_by_size(errs:dict, # from `tide_errors`
 def anchor_stats(gts:list, # one (m, 4) tensor of true boxes in [-1,1] per image
                  anchors:Tensor, # (n_anchors, 4) from `make_anchors(grids, zooms, ratios)`
                  grids, # the grid sizes of `anchors`, in order
-                 thresh:float=0.5, # the loss's matching IoU
+                 match_iou:float=0.5, # the loss's matching IoU
                  labels:list|None=None, # one (m,) array of labels per image: best grids and objects not reached, by class
                 )->dict: # per grid: objects whose best anchor it holds, anchors matched; objects no anchor reaches
     "Which grid's anchors fit each object best, and which grids the loss's matching uses"
@@ -198,7 +198,7 @@ def anchor_stats(gts:list, # one (m, 4) tensor of true boxes in [-1,1] per image
     gv,gp = _by_image(gi, len(gts), gb)                                          # (n, M), (n, M, 4)
     anc = anchors.float()
     best,ba = box_iou(gp, anc).max(-1)                                           # (n, M) best IoU, its anchor
-    m = match_anchors(gp, anc, thresh, valid=gv)                                 # (n, n_anc) object or -1
+    m = match_anchors(gp, anc, match_iou, valid=gv)                               # (n, n_anc) object or -1
     b,a = (m >= 0).nonzero(as_tuple=True)
     by = torch.zeros(*gv.shape, len(grids), dtype=torch.bool); by[b, m[b,a], grid_of[a]] = True   # (n, M, n_grids)
     best,bg,by = best[gv], grid_of[ba][gv], by[gv]                               # (n_gt,), (n_gt,), (n_gt, n_grids)
@@ -208,8 +208,8 @@ def anchor_stats(gts:list, # one (m, 4) tensor of true boxes in [-1,1] per image
                  mean_best_iou=float(best[bg == j].mean()) if (bg == j).any() else None,
                  matched_anchors=int((mg == j).sum()), matched_share=float((mg == j).double().mean()) if len(mg) else None,
                  objects_matched=int(by[:,j].sum())) for j,g in enumerate(grids)]
-    far = best < thresh
-    res = dict(thresh=thresh, objects=n_gt, grids=rows, unreached=int(far.sum()),
+    far = best < match_iou
+    res = dict(match_iou=match_iou, objects=n_gt, grids=rows, unreached=int(far.sum()),
                unreached_share=float(far.double().mean()) if n_gt else None,
                mean_best_iou=float(best.mean()) if n_gt else None)
     if labels is not None:

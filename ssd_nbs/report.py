@@ -113,7 +113,7 @@ def format_errors(rep:dict)->str:
         out += [f"{str(r['grid'])+'x'+str(r['grid']):<8}{r['anchors']:>8}{r['best_for']:>9}{_f(r['best_share'], '.2f'):>7}"
                 f"{_f(r['mean_best_iou'], '.2f'):>9}{r['matched_anchors']:>8}{_f(r['matched_share'], '.2f'):>7}{r['objects_matched']:>8}"
                 for r in a['grids']]
-        out.append(f"objects whose best anchor has IoU < {a['thresh']} (no anchor reaches them): {a['unreached']} "
+        out.append(f"objects whose best anchor has IoU < {a['match_iou']} (no anchor reaches them): {a['unreached']} "
                    f"of {a['objects']} ({_f(a['unreached_share'], '.1%')})")
         out += [f"  {c}: {v['unreached']} of {v['objects']}; best anchor on grids "
                 + ', '.join(f"{g}: {n}" for g,n in zip([r['grid'] for r in a['grids']], v['best_grid'])) for c,v in a.get('by_class', {}).items()]

@@ -69,6 +69,7 @@ def modules():
 # ---------------------------------------------------------------- the API reference of a module
 
 def _ann(a): return a if isinstance(a, str) else getattr(a, '__name__', None) or repr(a)
+def _repr(x): return x.__qualname__ if inspect.isfunction(x) or inspect.isclass(x) else repr(x)   # `Adam`, not `<function Adam at 0x...>`
 
 def sig_str(name, obj):
     "`name(a:Tensor, b=3)->Tensor`, with the annotations as written"
@@ -79,27 +80,22 @@ def sig_str(name, obj):
         if p.name == 'self': continue
         s = ('*' if p.kind == p.VAR_POSITIONAL else '**' if p.kind == p.VAR_KEYWORD else '') + p.name
         if p.annotation is not p.empty: s += ':' + _ann(p.annotation)
-        if p.default is not p.empty: s += '=' + repr(p.default)
+        if p.default is not p.empty: s += '=' + _repr(p.default)
         ps.append(s)
     ret = '' if sig.return_annotation is sig.empty else '->' + _ann(sig.return_annotation)
     return f"{name}({', '.join(ps)}){ret}"
 
 def params(obj):
-    "[(name, annotation, default, comment)] from fastcore's docments, `return` last"
+    "[(name, annotation, default, comment)] from fastcore's docments; `return` last, where it is annotated or commented"
     from fastcore.docments import docments
     try: d = docments(obj, full=True)
     except Exception: return []
-    try: sig = inspect.signature(obj)
-    except (TypeError, ValueError): sig = None
-    res = []
-    for k, v in d.items():
-        if k == 'self': continue
-        if k == 'return':
-            if v.get('docment') or (sig and sig.return_annotation is not sig.empty): res.append(('return', _ann(v.get('anno')) if v.get('anno') is not inspect._empty else '', '', v.get('docment') or ''))
-            continue
-        anno, dflt = v.get('anno', inspect._empty), v.get('default', inspect._empty)
-        res.append((k, '' if anno is inspect._empty else _ann(anno), '' if dflt is inspect._empty else repr(dflt), v.get('docment') or ''))
-    return res
+    def show(x, f): return '' if x is inspect._empty else f(x)
+    res = [(k, show(v.get('anno', inspect._empty), _ann), '' if k == 'return' else show(v.get('default', inspect._empty), _repr), v.get('docment') or '')
+           for k, v in d.items() if k != 'self']
+    return [r for r in res if r[0] != 'return' or r[1] or r[3]]
+
+def _doc(obj): return inspect.cleandoc(obj.__doc__) if obj.__doc__ else ''   # its own, not a parent class's
 
 def _cell_of(lines, lineno):
     "The notebook cell id of the `# %% ../nbs/X.ipynb #ID` marker above line `lineno` (1-based) of a module"
@@ -137,7 +133,7 @@ def api_entries(modname):
             e.update(code=code or f'{name} = {obj!r}'[:300], doc='', params=[], cell=lineno and _cell_of(lines, lineno))
             if e['kind'] != 'value': e.update(kind='value', code=code or f'from {obj.__module__} import {name}')
         else:
-            e.update(sig=sig_str(name, obj), doc=inspect.getdoc(obj) or '', params=params(obj))
+            e.update(sig=sig_str(name, obj), doc=_doc(obj), params=params(obj))
             e['cell'] = _def_cell(obj) if inspect.getsourcefile(obj) == mod.__file__ else None
             if e['kind'] == 'class': e['methods'] = methods(obj)
         res.append(e)
@@ -149,7 +145,7 @@ def methods(cls):
     for k, v in cls.__dict__.items():
         f = v.__func__ if isinstance(v, (staticmethod, classmethod)) else v
         if k.startswith('_') or not inspect.isfunction(f) or not (f.__module__ or '').startswith(lib) or not f.__doc__: continue
-        res.append(dict(name=f'{cls.__name__}.{k}', kind='method', sig=sig_str(k, f), doc=inspect.getdoc(f), params=params(f), methods=[],
+        res.append(dict(name=f'{cls.__name__}.{k}', kind='method', sig=sig_str(k, f), doc=_doc(f), params=params(f), methods=[],
                         module=f.__module__, cell=_def_cell(f)))
     return res
 
@@ -214,7 +210,8 @@ def output_html(o, md):
     for mime in ('image/png', 'image/jpeg', 'image/gif'):
         if mime in d:
             w = (meta.get(mime) or {}).get('width')
-            return f'<div class="output image"><img src="data:{mime};base64,{_b64(d[mime])}" alt="output"{f" width={w}" if w else ""}></div>'
+            wa = f' width="{w}"' if w else ''
+            return f'<div class="output image"><img src="data:{mime};base64,{_b64(d[mime])}" alt="output"{wa}></div>'
     if 'image/svg+xml' in d: return f'<div class="output image">{_text(d["image/svg+xml"])}</div>'
     if 'text/html' in d:
         h = _text(d['text/html'])

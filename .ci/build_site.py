@@ -187,13 +187,13 @@ _DIRECTIVE = re.compile(r'^\s*#\s?\|\s*(.*?)\s*$')
 _PIC = re.compile(r'^# picture in the README: \S+\.png\s*$')
 
 def directives(src):
-    "{name: value} of the `#| name: value` lines of a cell"
+    "{name: value} of the `#| name: value` (or `#| name value`) lines of a cell"
     res = {}
     for l in src.split('\n'):
         m = _DIRECTIVE.match(l)
         if m:
-            k, _, v = m.group(1).partition(':') if ':' in m.group(1) else (m.group(1).split(' ')[0], '', ' '.join(m.group(1).split(' ')[1:]))
-            res[k.strip()] = v.strip()
+            k, _, v = m.group(1).replace(':', ' ', 1).partition(' ')
+            res[k] = v.strip()
     return res
 
 def _b64(d): return ''.join(d).replace('\n', '') if isinstance(d, list) else d.replace('\n', '')
@@ -220,9 +220,9 @@ def output_html(o, md):
     if 'text/plain' in d: return f'<pre class="output text">{esc(_text(d["text/plain"]))}</pre>'
     return ''
 
-def cell_html(c, md, module, site):
-    "A cell as HTML, or '' for a hidden one"
-    src, cid = _src(c), esc(c.get('id', ''))
+def cell_html(i, c, md, module):
+    "Cell `i` as HTML, or '' for a hidden one"
+    src, cid = _src(c), esc(c.get('id') or i)
     if c['cell_type'] == 'markdown':
         return f'<section class="cell md" id="cell-{cid}">{md(src)}</section>' if src.strip() else ''
     if c['cell_type'] != 'code': return ''
@@ -300,7 +300,7 @@ class Site:
         stem, name = f.stem, page_of(f.stem)
         md = mistune.create_markdown(renderer=Renderer(self, name), plugins=['table', 'strikethrough'])
         mod = self.mod_of.get(stem)
-        cells = [cell_html(c, md, mod, self) for c in nb['cells']]
+        cells = [cell_html(i, c, md, mod) for i, c in enumerate(nb['cells'])]
         cells = [c for c in cells if c]
         if mod:   # after the title and its summary
             note = f'<p class="module-note">This notebook writes the module <code>{mod}</code>: <a href="{api_page(mod)}">its API reference</a>. Open it in Jupyter: <code>nbs/{f.name}</code>.</p>'
@@ -331,7 +331,9 @@ class Site:
 
     def build(self, out):
         out = Path(out)
-        if out.exists(): shutil.rmtree(out)
+        if out.exists():   # replaced only if it is empty or a site that this script wrote
+            if any(out.iterdir()) and not (out/'site.css').exists(): sys.exit(f'build_site: {out} is not a site built here: not replacing it')
+            shutil.rmtree(out)
         out.mkdir(parents=True)
         pages = [self.nb_page(i) for i in range(len(self.nbs))] + [self.api_html(m) for m in self.mods]
         for name, txt in pages: (out/name).write_text(txt, encoding='utf-8')

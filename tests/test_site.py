@@ -94,6 +94,8 @@ def test_page_loads_with_a_title_and_the_sidebar(page, visited):
     assert (f'/{page}', 200) in v['requests']
     assert v['title'].endswith(' - ssd_nbs') and len(v['title']) > len(' - ssd_nbs'), v['title']
     assert v['h1'], f'{page} has no heading'
+    dup = {i for i in v['ids'] if v['ids'].count(i) > 1}
+    assert not dup, f'{page}: ids given twice, so links to them are ambiguous: {dup}'
     assert set(PAGES) <= set(v['sidebar']), f'{page}: the sidebar misses {set(PAGES) - set(v["sidebar"])}'
     side_nbs = [h for h in v['sidebar'] if h in NB_PAGES]
     assert side_nbs[-len(NB_PAGES):] == NB_PAGES, f'{page}: the sidebar is not in reading order: {side_nbs}'
@@ -141,3 +143,10 @@ def test_notebook_pages_link_their_module_and_names(visited):
         assert bs.api_page(mod) in hrefs, f'{stem} does not link the API reference of {mod}'
     api = [h for p in NB_PAGES for h, _ in visited[p]['links'] if '.html#' in h and h.split('#')[0] in API_PAGES]
     assert api, 'no backticked name of the notebooks links to its API entry'
+
+def test_screenshot_of_the_home_page(site, tmp_path):
+    "`build_site.py --screenshot` retakes the README's picture of the site"
+    from PIL import Image
+    bs.screenshot(site, tmp_path/'site.png')
+    im = Image.open(tmp_path/'site.png')
+    assert im.size == (1280, 860) and len(set(im.convert('L').getdata())) > 10, 'a blank screenshot'

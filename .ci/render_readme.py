@@ -53,7 +53,8 @@ def render(nb):
     return '\n\n'.join(parts) + '\n'
 
 # Pictures of the README that no notebook makes: the site's home page (`python .ci/build_site.py --screenshot nbs/images/site.png`)
-SCREENSHOTS = {'nbs/images/site.png'}
+SCREENSHOTS = {'nbs/images/site.png',   # and the error report of a run of `ssd-train --recipe bccd` (README, Results)
+               'nbs/images/bccd_errors.png'}
 
 if __name__ == '__main__':
     txt, pics = render(json.loads(nb_path.read_text(encoding='utf-8'))), pictures()

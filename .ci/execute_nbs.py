@@ -13,6 +13,7 @@ import nbformat
 from nbclient import NotebookClient
 
 os.environ['IN_TEST'] = '1'
+os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'   # pictures in the outputs, as in Jupyter
 _SKIP = re.compile(r'^#\|\s*(slow\b|eval:\s*false)', re.M)
 
 def _skip(cell)->bool: return cell.cell_type != 'code' or bool(_SKIP.search(cell.source)) or 'nbdev_export'+'(' in cell.source

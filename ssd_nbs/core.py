@@ -12,8 +12,8 @@ import numpy as np
 import zlib
 
 # %% auto #0
-__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes', 'CLIError', 'first_line',
-           'atomic_path', 'write_json']
+__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes', 'show_fig', 'CLIError',
+           'first_line', 'atomic_path', 'write_json']
 
 # %% ../nbs/00_core.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -106,6 +106,14 @@ def _img_size(img, ax):
     if isinstance(img, Tensor): return img.shape[-1], img.shape[-2]
     if hasattr(img, 'size') and not isinstance(img, np.ndarray): return img.size
     return img.shape[1], img.shape[0]
+
+# %% ../nbs/00_core.ipynb #6d6997e0
+def show_fig(fig, # a matplotlib `Figure`, made with or without pyplot
+             dpi:int=70):
+    "Show `fig` in a notebook as a PNG (a `Figure` made without pyplot has no picture of its own there)"
+    import io
+    from IPython.display import display, Image as IPImage
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); display(IPImage(buf.getvalue()))
 
 # %% ../nbs/00_core.ipynb #95e850a0
 import os, json, tempfile, contextlib

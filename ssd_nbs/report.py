@@ -20,7 +20,7 @@ from .learner import SSDLearner
 from .inference import detections, to_pixels
 
 # %% auto #0
-__all__ = ['error_examples', 'error_report', 'format_errors', 'plot_errors', 'show_fig', 'save_errors']
+__all__ = ['error_examples', 'error_report', 'format_errors', 'plot_errors', 'save_errors']
 
 # %% ../nbs/08c_report.ipynb #45
 def _box(b:Tensor)->list: return [round(float(o), 2) for o in b]
@@ -187,11 +187,6 @@ def plot_errors(rep:dict, # from `error_report`
     fig.suptitle('Fix the longest bar first: the mAP each kind of error costs, where the objects are missed, '
                  'and which grid does the work', fontsize=10)
     return fig
-
-def show_fig(fig:Figure, dpi:int=70):
-    "Show a `Figure` made without pyplot in a notebook, as a PNG"
-    from IPython.display import display, Image as IPImage
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); display(IPImage(buf.getvalue()))
 
 # %% ../nbs/08c_report.ipynb #56
 def _size(f)->tuple:

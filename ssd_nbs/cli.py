@@ -114,7 +114,8 @@ def ssd_predict(model:str, # a model.safetensors (or model.pkl) written by ssd-t
                 resume:bool=False, # skip the images already in --out's detections.json (of a run that was stopped)
                ):
     "Detect objects in images with a model from ssd-train; write annotated pictures and detections.json into --out"
-    res = predict_files(model, inputs, out, score_thresh, nms_iou, max_det, bs, engine, resume)
+    res = predict_files(model, inputs, out, score_thresh, nms_iou, max_det, bs, engine, resume,
+                        progress=sys.stdout.isatty())                      # a bar on a terminal, not in a log
     n = sum(len(o['boxes']) for o in res['images'])
     print(f"{n} detections in {len(res['images'])} images; wrote {Path(out)/'detections.json'}")
     if res['skipped']: sys.exit(2)                                         # named in predict_files' warning

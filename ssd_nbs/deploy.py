@@ -153,10 +153,10 @@ def preprocess(ims:list, # PIL images
 class OnnxDetector:
     "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
     def __init__(self, fname, # an .onnx file from `export_onnx`
-                 threads:int|None=None): # onnxruntime's intra-op threads (None: its default)
-        ort,so = _need('onnxruntime'),None
+                 threads:int|None=None): # onnxruntime's intra-op threads (None: as many as PyTorch's, `torch.get_num_threads()`)
+        ort = _need('onnxruntime')
         if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
-        if threads: so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads,1
+        so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or torch.get_num_threads(),1
         try: self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
         except Exception as e:
             raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None

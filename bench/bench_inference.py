@@ -66,14 +66,15 @@ _DEC = ['--score-thresh', '0.01', '--max-det', '20']
 def run_predict(model, inputs, out, *args, threads:int=1)->dict:
     "Run ssd-predict in a new process: wall seconds, its peak RSS (MB), exit code"
     env = {**os.environ, 'MPLBACKEND': 'Agg', 'OMP_NUM_THREADS': str(threads), 'PYTHONPATH': str(Path(__file__).parents[1])}
+    rss = Path(out).with_name(Path(out).name + '.rss')
+    # /usr/bin/time measures the peak: the rusage of a child forked from this (large) process would count our pages
+    cmd = ['/usr/bin/time', '-f', '%M', '-o', str(rss), sys.executable, '-c', _PREDICT, str(model), *map(str, inputs),
+           '--out', str(out), *_DEC, *args]
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, '-c', _PREDICT, str(model), *map(str, inputs), '--out', str(out), *_DEC, *args],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _,status,ru = os.wait4(p.pid, 0)
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     sec = time.perf_counter() - t0
-    rc = os.waitstatus_to_exitcode(status)
-    if rc != 0: raise RuntimeError(f'ssd-predict exited {rc}: {p.stderr.read().decode()[-1000:]}')
-    return dict(seconds=sec, rss_MB=ru.ru_maxrss/1024, rc=rc)
+    if r.returncode != 0: raise RuntimeError(f'ssd-predict exited {r.returncode}: {r.stderr.decode()[-1000:]}')
+    return dict(seconds=sec, rss_MB=int(rss.read_text().split()[-1])/1024, rc=r.returncode)
 
 def bccd_folder(dest:Path, n:int)->Path:
     "A folder of `n` BCCD images (640x480 JPEGs), copied round-robin"

@@ -107,7 +107,7 @@ def _img_size(img, ax):
     if hasattr(img, 'size') and not isinstance(img, np.ndarray): return img.size
     return img.shape[1], img.shape[0]
 
-# %% ../nbs/00_core.ipynb #6d6997e0
+# %% ../nbs/00_core.ipynb #bafa5235
 def show_fig(fig, # a matplotlib `Figure`, made with or without pyplot
              dpi:int=70):
     "Show `fig` in a notebook as a PNG (a `Figure` made without pyplot has no picture of its own there)"

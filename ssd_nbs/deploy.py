@@ -14,10 +14,13 @@ from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
 from fastai.vision.all import imagenet_stats
+from .core import CLIError, atomic_path, first_line
 from .anchors import activ_to_bbox
+from .detector import Detector
 
 # %% auto #0
-__all__ = ['EXPORT_FORMAT', 'OPSET', 'NMSOp', 'SSDExport', 'onnx_metadata', 'export_onnx', 'preprocess', 'OnnxDetector']
+__all__ = ['EXPORT_FORMAT', 'OPSET', 'NMSOp', 'SSDExport', 'NeedsExtra', 'onnx_metadata', 'export_onnx', 'export_detector',
+           'preprocess', 'OnnxDetector']
 
 # %% ../nbs/12_deploy.ipynb #8
 class NMSOp(torch.autograd.Function):
@@ -79,9 +82,12 @@ EXPORT_FORMAT = 'ssd_nbs.onnx/1'  # the `format` entry of an exported file's met
 _JSON = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
 OPSET = 20                        # the newest opset of `torch.onnx.export`'s TorchScript exporter
 
+class NeedsExtra(CLIError, ImportError):
+    "An optional package is missing: a `CLIError` (one line from the commands) and an `ImportError`"
+
 def _need(mod:str): # import `mod`, or say in one line how to get it
     try: return __import__(mod)
-    except ImportError: raise ImportError(f'{mod} is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)') from None
+    except ImportError: raise NeedsExtra(f'{mod} is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)') from None
 
 def _version(mod:str):
     try: return __import__(mod).__version__
@@ -112,18 +118,27 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
     onnx,was = _need('onnx'),model.training
     ex,dest = SSDExport(model, anchors, score_thresh, nms_iou, max_det), Path(dest)
     x = torch.zeros(2, 3, model.size, model.size)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')                                      # tracer and deprecation warnings
-        torch.onnx.export(ex, (x,), dest, dynamo=False, opset_version=opset, input_names=['images'],
-                          output_names=list(_OUT), dynamic_axes={k: {0: 'N'} for k in ('images', *_OUT)})
-    m = onnx.load(dest)
-    for o in m.graph.output[:3]: o.type.tensor_type.shape.dim[1].dim_value = max_det   # not a traced name
-    for k,v in onnx_metadata(vocab, model.size, score_thresh, nms_iou, max_det, opset).items():
-        m.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(m, full_check=True)
-    onnx.save(m, dest)
+    with atomic_path(dest) as t:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')                                  # tracer and deprecation warnings
+            torch.onnx.export(ex, (x,), t, dynamo=False, opset_version=opset, input_names=['images'],
+                              output_names=list(_OUT), dynamic_axes={k: {0: 'N'} for k in ('images', *_OUT)})
+        m = onnx.load(t)
+        for o in m.graph.output[:3]: o.type.tensor_type.shape.dim[1].dim_value = max_det   # not a traced name
+        for k,v in onnx_metadata(vocab, model.size, score_thresh, nms_iou, max_det, opset).items():
+            m.metadata_props.add(key=k, value=v)
+        onnx.checker.check_model(m, full_check=True)
+        onnx.save(m, t)
     model.train(was)
     return dest
+
+# %% ../nbs/12_deploy.ipynb #20b
+def export_detector(det:Detector, # e.g. `load_detector('ssd_run/model.safetensors')`
+                    dest, # the .onnx file to write
+                    score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # default: the config's
+                    opset:int=OPSET)->Path:
+    "Export `det` as one ONNX file, with the decoding settings of its config unless given"
+    return export_onnx(det.model, det.loss_func.anchors, det.vocab, dest, *det.settings(score_thresh, nms_iou, max_det), opset)
 
 # %% ../nbs/12_deploy.ipynb #27
 def preprocess(ims:list, # PIL images
@@ -138,38 +153,45 @@ def preprocess(ims:list, # PIL images
 class OnnxDetector:
     "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
     def __init__(self, fname, # an .onnx file from `export_onnx`
-                 threads:int|None=None): # onnxruntime's intra-op threads (None: its default)
-        ort,so = _need('onnxruntime'),None
-        if threads: so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads,1
-        self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
+                 threads:int|None=None): # onnxruntime's intra-op threads (None: as many as PyTorch's, `torch.get_num_threads()`)
+        ort = _need('onnxruntime')
+        if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
+        so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or torch.get_num_threads(),1
+        try: self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
+        except Exception as e:
+            raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
         self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
-        if self.meta.get('format') != EXPORT_FORMAT: raise ValueError(f'{fname}: not a file written by export_onnx')
+        if self.meta.get('format') != EXPORT_FORMAT:
+            raise CLIError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
         self.vocab,self.size = self.meta['classes'],self.meta['size']
     def run(self, x:np.ndarray)->list: return self.sess.run(None, {'images': x})   # boxes, scores, labels, num_dets
 
 # %% ../nbs/12_deploy.ipynb #29
 @patch
-def limits(self:OnnxDetector, thresh=None, iou=None, max_det=None)->tuple: # (score threshold, max detections)
-    "A higher threshold and fewer detections than the file's are applied after it, exactly; NMS's IoU is the file's"
-    m = self.meta
-    if iou is not None and iou != m['nms_iou']: raise ValueError(f"iou={iou}: this file does NMS at IoU {m['nms_iou']}; export again")
-    if thresh is not None and thresh < m['score_thresh']: raise ValueError(f"thresh={thresh}: this file keeps scores above {m['score_thresh']}; export again")
-    if max_det is not None and max_det > m['max_det']: raise ValueError(f"max_det={max_det}: this file keeps at most {m['max_det']}; export again")
-    return (m['score_thresh'] if thresh is None else thresh), (m['max_det'] if max_det is None else max_det)
+def settings(self:OnnxDetector, score_thresh=None, nms_iou=None, max_det=None)->tuple: # (score_thresh, nms_iou, max_det)
+    "The file's decoding settings, or a higher threshold and fewer detections applied after it; NMS's IoU is the file's"
+    m,again = self.meta, 'export the model again (ssd-export) with that'
+    if nms_iou is not None and nms_iou != m['nms_iou']: raise CLIError(f"nms_iou {nms_iou}: this file does NMS at IoU {m['nms_iou']}; {again}")
+    if score_thresh is not None and score_thresh < m['score_thresh']:
+        raise CLIError(f"score_thresh {score_thresh}: this file keeps scores above {m['score_thresh']}; {again}")
+    if max_det is not None and max_det > m['max_det']: raise CLIError(f"max_det {max_det}: this file keeps at most {m['max_det']}; {again}")
+    return (m['score_thresh'] if score_thresh is None else score_thresh), m['nms_iou'], (m['max_det'] if max_det is None else max_det)
 
 # %% ../nbs/12_deploy.ipynb #31
 @patch
 def __call__(self:OnnxDetector, ims:list, # PIL images
-             thresh:float|None=None, iou:float|None=None, max_det:int|None=None, # None: the file's
-             bs:int=16)->list: # one dict per image: boxes (n, 4) in pixels of the image, labels (names), scores (n,)
+             score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # None: the file's
+             bs:int=16,
+             sizes:list|None=None, # (width, height) to give each image's boxes in pixels of; default: the image's
+            )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores (n,)
     "Detections of each image of `ims`, as `Detector.__call__` gives them"
-    thresh,max_det = self.limits(thresh, iou, max_det)
-    res = []
+    thresh,_,max_det = self.settings(score_thresh, nms_iou, max_det)
+    res,sizes = [], sizes or [im.size for im in ims]
     for i in range(0, len(ims), bs):
         boxes,scores,labels,num = self.run(preprocess(ims[i:i+bs], self.size, self.meta['mean'], self.meta['std']))
-        for im,b,s,l,n in zip(ims[i:i+bs], boxes, scores, labels, num):
+        for wh,b,s,l,n in zip(sizes[i:i+bs], boxes, scores, labels, num):
             n = min(n, max_det, int((s > thresh).sum()))                     # best first: the first n rows
-            wh = torch.tensor(im.size*2).float()                              # w, h, w, h
+            wh = torch.tensor([*wh, *wh]).float()                             # w, h, w, h
             px = torch.minimum((torch.from_numpy(b[:n])*wh).clamp(min=0), wh)  # (n, 4) [0,1] -> pixels
             res.append(dict(boxes=px, labels=[self.vocab[int(o)] for o in l[:n]], scores=torch.from_numpy(s[:n])))
     return res

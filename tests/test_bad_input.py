@@ -262,7 +262,7 @@ def test_cli_refusals_are_one_line_naming_the_file(tmp, errors, dirty, runs, cap
                   *TINY, '--out', tmp/'o'/c.replace(' ', '_')), want) for c,(p,f,want) in errors.items()}
     cases['label not in the saved model'] = (('ssd-train', '--data', tmp/'vocab', *TINY, '--epochs', 2, '--resume',
                                               '--out', tmp/'run_vocab'), '000003.jpg (hexagon)')
-    cases['predict: truncated image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'ok0.jpg', jpgs/'truncated.jpg',
+    cases['predict: truncated image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'truncated.jpg',
                                           '--out', tmp/'o'/'p1'), f'{jpgs/"truncated.jpg"}: not a readable image')
     cases['predict: not an image'] = (('ssd-predict', tmp/'run_voc'/'model.safetensors', jpgs/'notimage.jpg', '--out', tmp/'o'/'p2'),
                                       'notimage.jpg: not a readable image')

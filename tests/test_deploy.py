@@ -1,5 +1,6 @@
 """The exported ONNX detector gives the PyTorch detector's answers: on a shapes model and a BCCD-sized one (320 px),
-on real images of several sizes and on one with no detection; its post-processing is `decode_preds`'s."""
+on real images of several sizes and on one with no detection; its post-processing is `decode_preds`'s; `predict_files`
+(`ssd-predict`) writes the same detections with either engine; what a user can get wrong is a one-line `CLIError`."""
 import json, sys
 from pathlib import Path
 import pytest
@@ -17,8 +18,9 @@ from ssd_nbs.body import tiny_resnet
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import SSDLoss
 from ssd_nbs.inference import decode_preds
-from ssd_nbs.detector import Detector
-from ssd_nbs.deploy import export_onnx, OnnxDetector, SSDExport, EXPORT_FORMAT, OPSET
+from ssd_nbs.core import CLIError
+from ssd_nbs.detector import Detector, predict_files
+from ssd_nbs.deploy import export_onnx, export_detector, OnnxDetector, SSDExport, NeedsExtra, EXPORT_FORMAT, OPSET
 
 def _fit(dls, epochs, lr, **kw):
     learn = ssd_learner(dls, arch=tiny_resnet, pretrained=False, **kw)
@@ -45,7 +47,7 @@ def bccd(tmp_path_factory):
     except FileNotFoundError as e: pytest.skip(str(e))
     files,targets = voc_items(p, 'train')
     learn = _fit(ssd_dls((files[:48], targets[:48]), size=320, bs=8, valid_pct=0.25), 2, 1e-2, grids=(20,10,5,3,1),
-                 thresh=0.4, nh=64, stem_ks=3, fine_ks=3)
+                 match_iou=0.4, nh=64, stem_ks=3, fine_ks=3)
     fn = export_onnx(learn.model, learn.loss_func.anchors, learn.dls.vocab, tmp_path_factory.mktemp('bccd')/'bccd.onnx',
                      score_thresh=0.2)
     test_files = voc_items(p, 'test')[0][:6]
@@ -89,8 +91,33 @@ def test_batches_of_any_size(shapes):
 
 def test_limits(shapes):
     det = OnnxDetector(shapes[1])
-    for kw in (dict(iou=0.6), dict(thresh=0.2), dict(max_det=101)):
-        with pytest.raises(ValueError, match='export again'): det([GREY], **kw)
+    for kw in (dict(nms_iou=0.6), dict(score_thresh=0.2), dict(max_det=101)):
+        with pytest.raises(CLIError, match='export the model again'): det([GREY], **kw)
+    assert det.settings() == (0.3, 0.5, 100) and det.settings(0.4, 0.5, 7) == (0.4, 0.5, 7)
+
+def test_export_detector_takes_the_config_settings(shapes, tmp_path):
+    learn = shapes[0]
+    det = Detector.from_learner(learn)
+    fn = export_detector(det, tmp_path/'d.onnx', nms_iou=0.45)
+    c = learn.model.cfg
+    assert OnnxDetector(fn).settings() == (c.score_thresh, 0.45, c.max_det)
+
+def test_predict_files_same_with_both_engines(shapes, tmp_path):
+    "The pictures and detections.json of `ssd-predict --engine onnx` are those of the PyTorch engine"
+    learn,fn,ims = shapes
+    (tmp_path/'ims').mkdir()
+    for i,im in enumerate(ims + [GREY]): im.save(tmp_path/'ims'/f'{i}.png')
+    kw = dict(bs=3, progress=False, score_thresh=0.3, max_det=50)
+    a = predict_files(Detector.from_learner(learn), tmp_path/'ims', tmp_path/'torch', **kw)
+    b = predict_files(fn, tmp_path/'ims', tmp_path/'onnx', engine='onnx', **kw)
+    assert len(a['images']) == len(b['images']) == len(ims) + 1 and sum(len(o['labels']) for o in b['images']) > 0
+    for p,q in zip(a['images'], b['images']):
+        assert {k: p[k] for k in ('file', 'width', 'height', 'picture', 'labels')} == {k: q[k] for k in ('file', 'width', 'height', 'picture', 'labels')}
+        assert p['scores'] == pytest.approx(q['scores'], abs=2e-4)
+        assert torch.allclose(torch.tensor(p['boxes']).view(-1, 4), torch.tensor(q['boxes']).view(-1, 4), atol=0.02)
+        assert (tmp_path/'onnx'/q['picture']).is_file()
+    assert {k: v for k,v in b.items() if k != 'images'} == dict(model=str(fn), engine='onnx', score_thresh=0.3, nms_iou=0.5,
+                                                                 max_det=50, skipped=[])
 
 def test_metadata(shapes):
     learn,fn,_ = shapes
@@ -141,15 +168,34 @@ def test_postprocess_is_decode_preds(tmp_path, thresh, iou, max_det):
     with torch.no_grad(): eb,es,el,en = SSDExport(model, anc, thresh, iou, max_det)(x)   # the module, in PyTorch
     torch.testing.assert_close(el, rl, rtol=0, atol=0); torch.testing.assert_close(es, rs, rtol=0, atol=0)
 
-def test_missing_onnxruntime_says_how_to_install(shapes, monkeypatch):
+def test_missing_onnxruntime_says_how_to_install(shapes, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)
-    with pytest.raises(ImportError) as e: OnnxDetector(shapes[1])
-    assert 'pip install -e ".[onnx]"' in str(e.value) and '\n' not in str(e.value)
+    with pytest.raises(ImportError) as e: OnnxDetector(shapes[1])       # an ImportError, and a CLIError
+    assert isinstance(e.value, CLIError) and 'pip install -e ".[onnx]"' in str(e.value) and '\n' not in str(e.value)
+    code,err = _predict(monkeypatch, capsys, shapes[1], tmp_path, '--engine', 'onnx')
+    assert (code, err) == (1, 'ssd-predict: error: onnxruntime is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)\n')
 
-def test_not_an_export(tmp_path, shapes):
+def _predict(monkeypatch, capsys, model, tmp_path, *args): # (exit code, stderr) of ssd-predict, in this process
+    from ssd_nbs.cli import predict_main
+    GREY.save(tmp_path/'grey.png')
+    monkeypatch.setattr(sys, 'argv', ['ssd-predict', str(model), str(tmp_path/'grey.png'), '--out', str(tmp_path/'out'), *args])
+    capsys.readouterr()
+    try: predict_main(); code = 0
+    except SystemExit as e: code = e.code
+    return code, capsys.readouterr().err
+
+def test_not_an_export(tmp_path, shapes, monkeypatch, capsys):
     m = onnx.load(shapes[1]); del m.metadata_props[:]
     onnx.save(m, tmp_path/'bare.onnx')
-    with pytest.raises(ValueError, match='not a file written by export_onnx'): OnnxDetector(tmp_path/'bare.onnx')
+    with pytest.raises(CLIError, match='bare.onnx: an ONNX file, but not one written by export_onnx'): OnnxDetector(tmp_path/'bare.onnx')
+    (tmp_path/'model.safetensors').write_bytes(b'not onnx at all')
+    for f,want in ((tmp_path/'model.safetensors', 'model.safetensors: not an ONNX file (ssd-export writes one)'),
+                   (tmp_path/'missing.onnx', 'missing.onnx: no such model file')):
+        code,err = _predict(monkeypatch, capsys, f, tmp_path, '--engine', 'onnx')
+        assert code == 1 and len(err.splitlines()) == 1 and want in err, err
+    code,err = _predict(monkeypatch, capsys, shapes[1], tmp_path)           # an .onnx file, the torch engine
+    assert code == 1 and 'shapes.onnx: an ONNX file: run it with the onnx engine (--engine onnx)' in err, err
+    assert not (tmp_path/'out').exists()
 
 def test_export_keeps_the_mode(tmp_path, shapes):
     "`torch.onnx.export` puts the module it is given back in its mode: the exported model must stay in its own"

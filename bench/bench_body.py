@@ -12,18 +12,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import setup_reps, time_round_robin, med, table, write_json
 import torch
-from ssd_nbs.anchors import make_anchors
-from ssd_nbs.body import make_body
-from ssd_nbs.loss import SSDLoss
-from ssd_nbs.model import SSDModel
+from dataclasses import replace
+from ssd_nbs.config import BCCD, build_ssd
 
-GRIDS, K, SIZE = (20,10,5,3,1), 9, 320
+SIZE = BCCD.size                                                       # the BCCD recipe: 320 px, grids 20,10,5,3,1
 BODIES = {'efficientnet_lite0 (stride 16, pretrained)': dict(arch='efficientnet_lite0', pretrained=True, stride=16),
           'tiny_resnet (stride 8, random)': dict(arch='tiny_resnet', pretrained=False)}
 
-def build(kw):
-    model = SSDModel(make_body(**kw), 3, SIZE, GRIDS, K, nh=64, drop=0., stem_ks=3, fine_ks=3)
-    return model, SSDLoss(make_anchors(GRIDS, (0.7,1.,1.3), ((1.,1.),(1.,.5),(.5,1.))), thresh=0.4)
+def build(kw): return build_ssd(replace(BCCD, **kw), 3)                 # (model, loss) of the BCCD recipe on that body
 
 def batch(bs, g):
     xb = torch.randn(bs, 3, SIZE, SIZE, generator=g)                                    # (bs, 3, 320, 320)

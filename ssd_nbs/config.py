@@ -4,16 +4,14 @@
 
 # %% ../nbs/06a_config.ipynb #bb2f54f0
 from __future__ import annotations
-import dataclasses
 from dataclasses import dataclass, asdict, fields, replace
 from functools import partial
 import torch
 from fastcore.basics import patch
-import torchvision
 from .core import *
 from .anchors import make_anchors
 from .model import SSDModel
-from .body import make_body, tiny_resnet, tiny_cnn, ARCHS, NoWeightsError
+from .body import make_body, tiny_resnet, tiny_cnn
 from .body import get_arch as body_arch
 from .loss import SSDLoss
 

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from torchvision.ops import batched_nms
 from fastcore.basics import patch
 from fastai.vision.all import Metric, find_bs
 from .core import *

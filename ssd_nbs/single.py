@@ -4,11 +4,10 @@
 
 # %% ../nbs/02_single_box.ipynb #3
 from __future__ import annotations
-import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from fastai.vision.all import Learner, create_body, create_head, model_meta, dummy_eval, params, L, resnet34, get_grid
+from fastai.vision.all import Learner, create_head, dummy_eval, params, L, resnet34, get_grid
 from .core import *
 from .data import ssd_dls
 from .body import make_body

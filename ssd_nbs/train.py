@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #136ce5c4
 from __future__ import annotations
-import os, json, time, random, warnings, contextlib
+import json, time, random, warnings, contextlib
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -15,9 +15,9 @@ from fastai.callback.channelslast import ChannelsLast
 import fastai
 import ssd_nbs
 from .core import *
-from .data import make_shapes, ssd_dls
-from .layouts import shapes_data, read_data, describe, LAYOUTS
-from .config import SSDConfig, SHAPES, get_arch, config_grids
+from .data import ssd_dls
+from .layouts import shapes_data, read_data, describe
+from .config import SSDConfig, SHAPES, config_grids
 from .body import NoWeightsError
 from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
 from .loss import LossPart

@@ -4,6 +4,7 @@
 that what a notebook shows comes from the code as it is.
 
     python .ci/execute_nbs.py nbs/07_inference.ipynb [more notebooks]    # then: nbdev_clean
+    python .ci/execute_nbs.py --slow nbs/02_single_box.ipynb             # the `#| slow` cells too
 
 Each notebook runs in its folder with IN_TEST=1 (one torch thread, as under nbdev_test); a failing cell stops it,
 and it is not written."""
@@ -14,7 +15,8 @@ from nbclient import NotebookClient
 
 os.environ['IN_TEST'] = '1'
 os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'   # pictures in the outputs, as in Jupyter
-_SKIP = re.compile(r'^#\|\s*(slow\b|eval:\s*false)', re.M)
+_SLOW = '--slow' in sys.argv
+_SKIP = re.compile(r'^#\|\s*(eval:\s*false)' if _SLOW else r'^#\|\s*(slow\b|eval:\s*false)', re.M)
 
 def _skip(cell)->bool: return cell.cell_type != 'code' or bool(_SKIP.search(cell.source)) or 'nbdev_export'+'(' in cell.source
 
@@ -35,5 +37,5 @@ def execute(fn:Path)->bool:
     return True
 
 if __name__ == '__main__':
-    ok = [execute(Path(f).resolve()) for f in sys.argv[1:]]
+    ok = [execute(Path(f).resolve()) for f in sys.argv[1:] if f != '--slow']
     sys.exit(0 if all(ok) else 1)

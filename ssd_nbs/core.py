@@ -65,13 +65,23 @@ def plain(*ts): # tensors, possibly of fastai's tensor subclasses
 # %% ../nbs/00_core.ipynb #25
 _COLORS = plt.get_cmap('tab10').colors
 
+def _label_fits(ax, x, y, txt, fontsize=9)->bool:
+    "Whether a label hung below the data point (x,y) of `ax` stays clear of the labels drawn there; if so, note its place"
+    px = fontsize * ax.figure.dpi / 72                                   # the font size, in display pixels
+    X,Y = ax.transData.transform((x, y))
+    r = (X, Y - 1.3*px, X + 0.62*px*len(txt), Y)                         # its box on the screen: y goes up there
+    drawn = ax.__dict__.setdefault('_ssd_labels', [])
+    if any(r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] for o in drawn): return False
+    drawn.append(r); return True
+
 def _draw_box(ax, b, color, txt=None, lw=2, ls='-'):
     x1,y1,x2,y2 = [float(o) for o in b]
     patch = ax.add_patch(plt.Rectangle((x1,y1), x2-x1, y2-y1, fill=False, edgecolor=color, lw=lw, ls=ls))
     patch.set_path_effects([patheffects.Stroke(linewidth=lw+2, foreground='black'), patheffects.Normal()])
-    if txt:
+    if txt and _label_fits(ax, x1, y1, txt):                             # a label over another is left out
         t = ax.text(x1, y1, txt, verticalalignment='top', color=color, fontsize=9, weight='bold')
         t.set_path_effects([patheffects.Stroke(linewidth=2, foreground='black'), patheffects.Normal()])
+
 
 # %% ../nbs/00_core.ipynb #26
 def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as it is
@@ -81,8 +91,9 @@ def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as 
                scores=None, # (n,) scores, shown beside the names
                ax=None, figsize=(4,4), title=None,
                scaled=False, # boxes are in [-1,1] rather than pixels
-               lw=2, ls='-'):
-    "Draw `boxes` on `img`, one colour per class, with the class name (and score)"
+               lw=2, ls='-',
+               text:bool=True): # draw the names (and scores); False: the colours alone
+    "Draw `boxes` on `img`, one colour per class, with the class name (and score) where it covers no other label"
     ax = show_image(img, ax=ax, figsize=figsize, title=title) if img is not None else ax
     boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).view(-1,4)
     if scaled:
@@ -90,13 +101,15 @@ def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as 
         boxes = (boxes+1)/2 * torch.tensor([w,h,w,h])
     n = len(boxes)
     labels = [None]*n if labels is None else list(labels)
-    for i,(b,l) in enumerate(zip(boxes, labels)):
+    order = range(n) if scores is None else np.argsort(-np.asarray(scores, dtype=np.float64).reshape(-1), kind='stable')
+    for i in order:                                   # best score first: it keeps its label if two would cover
+        b,l = boxes[i],labels[i]
         li = int(l) if isinstance(l, (int, np.integer, Tensor)) else None
         if li == 0 or not b.abs().sum(): continue     # padding
         name = vocab[li] if (vocab is not None and li is not None) else l
         ci = li if li is not None else (list(vocab).index(l) if vocab is not None and l in vocab else zlib.crc32(str(l).encode()))
-        txt = None if name is None else str(name)
-        if scores is not None: txt = f'{txt or ""} {float(scores[i]):.2f}'.strip()
+        txt = None if name is None or not text else str(name)
+        if scores is not None and text: txt = f'{txt or ""} {float(scores[i]):.2f}'.strip()
         _draw_box(ax, b, _COLORS[ci % len(_COLORS)], txt, lw=lw, ls=ls)
     return ax
 

@@ -12,8 +12,9 @@ from PIL import Image
 from torchvision.ops import batched_nms
 from fastcore.basics import patch
 from fastai.vision.all import PILImage, noop, get_grid
-import matplotlib.figure
+import matplotlib.figure, matplotlib.patches
 from .core import *
+from .core import _COLORS
 from .loss import SSDLoss
 
 # %% auto #0
@@ -101,9 +102,9 @@ def show_preds(img, # path, PIL image, array or (3,h,w) tensor
                target=None, # (boxes, labels) of the true objects, drawn dashed
                scaled:bool=False, # boxes in [-1,1] rather than pixels
                **kwargs):
-    "Draw the detections `pred` (solid, with scores) on `img`, and the true boxes `target` (dashed) if given"
+    "Draw the detections `pred` (solid, with names and scores) on `img`, and the true boxes `target` (dashed, coloured by class)"
     im = _load(img) if isinstance(img, (str, Path)) else img
-    ax = show_boxes(im, *(target or ([], [])), vocab, ax=ax, scaled=scaled, lw=1, ls='--', **kwargs)
+    ax = show_boxes(im, *(target or ([], [])), vocab, ax=ax, scaled=scaled, lw=1, ls='--', text=False, **kwargs)
     return show_boxes(None, pred['boxes'], pred['labels'], vocab, pred['scores'], ax=ax, scaled=scaled)
 
 def show_detections(learn, # an `SSDLearner`
@@ -125,6 +126,8 @@ def show_detections(learn, # an `SSDLearner`
     for ax in axs: ax.axis('off')
     for i,(b,l,s) in enumerate(dets):
         show_preds(imgs[i], dict(boxes=b, labels=l, scores=s), learn.dls.vocab, axs[i], (bb[i], lb[i]), scaled=True)
-    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid')
-    fig.tight_layout()
+    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid; a label over another is left out')
+    fig.legend(handles=[matplotlib.patches.Patch(fill=False, edgecolor=_COLORS[i % len(_COLORS)], lw=2, label=str(v))
+                        for i,v in enumerate(learn.dls.vocab) if i], loc='lower center', ncol=min(len(learn.dls.vocab)-1, 8))
+    fig.tight_layout(rect=(0, 0.35/fig.get_figheight(), 1, 1))       # room for the legend below
     return fig

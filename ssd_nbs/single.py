@@ -111,7 +111,7 @@ def single_split(m:nn.Sequential): return L(m[0], m[1]).map(params)
 
 class SingleBoxLearner(Learner):
     "A `Learner` for the single-box model, whose `show_results` draws the predicted box over the true one"
-    def show_results(self, ds_idx=1, dl=None, max_n=8, ncols=4, figsize=None):
+    def show_results(self, ds_idx=1, dl=None, max_n=8, ncols=4, figsize=None, title=None):
         dl = self.dls[ds_idx] if dl is None else dl
         xb, bb, lb = dl.one_batch()
         self.model.eval()
@@ -119,20 +119,21 @@ class SingleBoxLearner(Learner):
         prob, pred = F.softmax(clas, -1).max(-1)                      # (bs,), (bs,)
         iou = box_iou(box[:,None], plain(bb).view(-1,1,4)).view(-1)   # (bs,)
         imgs = dl.decode((xb,))[0]
-        axs = get_grid(min(max_n, len(xb)), ncols=ncols, figsize=figsize)
+        axs = get_grid(min(max_n, len(xb)), ncols=ncols, figsize=figsize, title=title)
         for i,ax in enumerate(axs):
             show_boxes(imgs[i], bb[i], lb[i], self.dls.vocab, ax=ax, scaled=True, ls='--', title=f'IoU {iou[i]:.2f}')
             show_boxes(None, box[i], pred[i:i+1], self.dls.vocab, prob[i:i+1], ax=ax, scaled=True)
 
 # %% ../nbs/02_single_box.ipynb #41
 def single_learner(dls, # `DataLoaders` from `single_dls`
-                   arch=resnet34, # any CNN fastai's `create_body` can cut
-                   pretrained:bool=True, # ImageNet weights for the body, if they can be had
+                   arch='efficientnet_lite0', # any CNN `make_body` can cut, or its name
+                   pretrained:bool=True, # ImageNet weights for the body (`NoWeightsError` if they can't be had)
+                   stride:int|None=None, # cut the body at this output stride (`make_body`); None: before the pool
                    clas_weight:float=0.3, # weight of the class part of the loss
                    **kwargs, # passed to `Learner`
                   )->SingleBoxLearner:
     "A fastai `Learner` with a single-box model over `arch`, `SingleBoxLoss`, and box and class metrics"
-    body = make_body(arch, pretrained)
+    body = make_body(arch, pretrained, stride=stride)
     model = single_box_model(body, len(dls.vocab)-1, size=dls.one_batch()[0].shape[-1])
     kwargs.setdefault('metrics', [box_l1, clas_ce, clas_acc, mean_iou])
     learn = SingleBoxLearner(dls, model, loss_func=SingleBoxLoss(clas_weight), splitter=single_split, **kwargs)

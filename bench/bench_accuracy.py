@@ -31,12 +31,12 @@ from ssd_nbs.data import voc_items, ssd_dls, bccd_path
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.inference import detections
 from ssd_nbs.metrics import mean_ap
-from ssd_nbs.config import SHAPES, BCCD
+from ssd_nbs.config import SHAPES, BCCD_SCRATCH
 from ssd_nbs.layouts import shapes_data, data_items, cache_dir
 
 # the recipes of `ssd-train`, from ssd_nbs.config; the BCCD runs of bench/results/ kept `ssd_learner`'s old dropout
 # of 0.1 (ssd-train trains with 0), written out here
-RECIPES = dict(shapes=replace(SHAPES, pretrained=False), bccd=replace(BCCD, pretrained=False, drop=0.1))
+RECIPES = dict(shapes=replace(SHAPES, pretrained=False), bccd=replace(BCCD_SCRATCH, drop=0.1))
 
 # ---------------------------------------------------------------------------------------------------------------------
 # data

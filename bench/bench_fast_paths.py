@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from dataclasses import replace
 from ssd_nbs.core import plain
-from ssd_nbs.config import SHAPES, BCCD, build_ssd
+from ssd_nbs.config import SHAPES, BCCD_SCRATCH, build_ssd
 from ssd_nbs.anchors import greedy_match, encode_boxes, anchor_code
 from ssd_nbs.loss import SSDLoss, bce_loss
 from bench_train_step import batch
@@ -61,8 +61,8 @@ def main():
     info = setup(args)
     reps = args.reps or (2 if args.quick else 10)
     gen = torch.Generator().manual_seed(0)
-    recipes = dict(shapes=(replace(SHAPES, pretrained=False), 8), bccd=(replace(BCCD, pretrained=False), 30))
-    if args.quick: recipes = dict(shapes=recipes['shapes'], bccd=(replace(BCCD, pretrained=False, size=128, grids=(8,4,2,1)), 30))
+    recipes = dict(shapes=(replace(SHAPES, pretrained=False), 8), bccd=(replace(BCCD_SCRATCH, pretrained=False), 30))
+    if args.quick: recipes = dict(shapes=recipes['shapes'], bccd=(replace(BCCD_SCRATCH, pretrained=False, size=128, grids=(8,4,2,1)), 30))
     rows = []
     for name,(cfg,nb) in recipes.items():
         fns,n_anc = step_fns(cfg, args.boxes or nb, gen)

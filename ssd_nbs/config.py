@@ -16,8 +16,8 @@ from .body import get_arch as body_arch
 from .loss import SSDLoss
 
 # %% auto #0
-__all__ = ['SHAPES', 'BCCD', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig', 'get_arch', 'build_ssd',
-           'config_grids']
+__all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig', 'get_arch',
+           'build_ssd', 'config_grids']
 
 # %% ../nbs/06a_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
@@ -75,6 +75,9 @@ class SSDConfig:
     epochs:int=4 # one-cycle training: epochs
     bs:int=16 # batch size
     lr:float=2e-2 # maximum learning rate
+    freeze_epochs:int=1 # a pretrained body: epochs of training the head alone (the body frozen) first
+    body_lr_div:float=200. # then all of it, the body at `lr/body_lr_div` and the head at `lr/head_lr_div`
+    head_lr_div:float=2. # (200 and 2: fastai's `fine_tune`)
 
     def __post_init__(self): # strings ('8,4,2,1', '1:1,1:0.5') and lists (from json) to tuples of numbers
         set_ = partial(object.__setattr__, self)
@@ -134,5 +137,8 @@ def config_grids(cfg:SSDConfig)->tuple:
 
 # %% ../nbs/06a_config.ipynb #f59a730d
 SHAPES = SSDConfig()
-BCCD = SSDConfig(size=320, grids=(20,10,5,3,1), nh=64, stem_ks=3, fine_ks=3, match_iou=0.4, epochs=20, bs=8, lr=1e-2)
-RECIPES = dict(shapes=SHAPES, bccd=BCCD)  # by name, for `ssd-train --recipe`
+BCCD_SCRATCH = SSDConfig(size=320, grids=(20,10,5,3,1), nh=64, stem_ks=3, fine_ks=3, match_iou=0.4, epochs=20, bs=8, lr=1e-2)
+BCCD = replace(BCCD_SCRATCH, arch='efficientnet_lite0', stride=8, grids=(40,20,10,5,3,1), zooms=(1., 1.3, 3.364),
+               epochs=14, body_lr_div=10., head_lr_div=1.)
+RECIPES = dict(shapes=SHAPES, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  # by name, for `ssd-train --recipe`
+

@@ -90,15 +90,18 @@ def one_cycle(learn, n_epoch:int, lr_max, # as in `fit_one_cycle`
     learn.fit(n_epoch-start, cbs=ParamScheduler({k: partial(_shifted, f, start/n_epoch) for k,f in scheds.items()})+L(cbs))
 
 # %% ../nbs/11_train.ipynb #07cc9ab8
-def fit_run(learn, epochs:int, lr:float, pretrained:bool, start:int=0, cbs=None, opt_state=None):
+def fit_run(learn, epochs:int, lr:float, pretrained:bool, start:int=0, cbs=None, opt_state=None,
+            freeze_epochs:int=1, body_lr_div:float=200., head_lr_div:float=2.): # a pretrained body's schedule
     "Train as `ssd-train` does, from epoch `start` on: fine-tune a pretrained body, else one cycle over all of it"
     if start >= epochs: return
-    if pretrained and epochs > 1:                                            # `learn.fine_tune(epochs-1, lr)`
-        if start == 0:
-            learn.freeze(); one_cycle(learn, 1, slice(lr), 0, cbs, pct_start=0.99); opt_state = None
-        learn.unfreeze()
-        one_cycle(learn, epochs-1, slice(lr/200, lr/2), max(start-1, 0), cbs, opt_state, offset=1, pct_start=0.3, div=5.)
-    else: learn.unfreeze(); one_cycle(learn, epochs, lr, start, cbs, opt_state)
+    if not pretrained or epochs == 1: learn.unfreeze(); one_cycle(learn, epochs, lr, start, cbs, opt_state); return
+    fe = min(freeze_epochs, epochs-1)                                        # `learn.fine_tune(epochs-fe, lr, fe)`
+    if start < fe:
+        learn.freeze(); one_cycle(learn, fe, slice(lr), start, cbs, opt_state, pct_start=0.99); opt_state = None
+    learn.unfreeze()
+    one_cycle(learn, epochs-fe, slice(lr/body_lr_div, lr/head_lr_div), max(start-fe, 0), cbs, opt_state, offset=fe,
+              pct_start=0.3, div=5.)
+
 
 # %% ../nbs/11_train.ipynb #eab94863
 _CKPT = 'ssd_nbs.checkpoint/1'  # the `format` entry of a checkpoint
@@ -270,7 +273,8 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
     try:
         with _distrib_ctx(learn):
             if ck: _set_rng_state(learn, ck['rng'])
-            fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, done, [cp, *L(cbs)], ck['opt'] if ck else None)
+            fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, done, [cp, *L(cbs)], ck['opt'] if ck else None,
+                    cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     except NonFiniteLossError as e:
         raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
                        (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None

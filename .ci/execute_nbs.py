@@ -4,7 +4,7 @@
 that what a notebook shows comes from the code as it is.
 
     python .ci/execute_nbs.py nbs/07_inference.ipynb [more notebooks]    # then: nbdev_clean
-    python .ci/execute_nbs.py --slow nbs/02_single_box.ipynb             # the `#| slow` cells too
+    python .ci/execute_nbs.py --slow nbs/02_single_box.ipynb             # the `#| slow` cells too, but downloads
 
 Each notebook runs in its folder with IN_TEST=1 (one torch thread, as under nbdev_test); a failing cell stops it,
 and it is not written."""
@@ -18,7 +18,9 @@ os.environ['MPLBACKEND'] = 'module://matplotlib_inline.backend_inline'   # pictu
 _SLOW = '--slow' in sys.argv
 _SKIP = re.compile(r'^#\|\s*(eval:\s*false)' if _SLOW else r'^#\|\s*(slow\b|eval:\s*false)', re.M)
 
-def _skip(cell)->bool: return cell.cell_type != 'code' or bool(_SKIP.search(cell.source)) or 'nbdev_export'+'(' in cell.source
+def _skip(cell)->bool: # not run: markdown, the export call, cells nbdev_test skips, and (with --slow) downloads, which fail offline
+    return (cell.cell_type != 'code' or bool(_SKIP.search(cell.source)) or 'nbdev_export'+'(' in cell.source
+            or (_SLOW and 'untar_data(' in cell.source))
 
 class _Client(NotebookClient):
     "A `NotebookClient` that leaves the skipped cells as they are"

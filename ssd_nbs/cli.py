@@ -82,7 +82,8 @@ _CONFIG = [f.name for f in fields(SSDConfig)]
 def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     "A parser of `--recipe`, the options of `func` (`train`, `check_data`), then every setting of `SSDConfig`"
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
-    p.add_argument('--recipe', choices=list(RECIPES), default='shapes', help='the recipe the other options change')
+    p.add_argument('--recipe', choices=list(RECIPES), default=None,
+                   help="the recipe the other options change (default: 'data' with --data, else 'shapes')")
     add_options(p, func, skip=('cfg', 'cbs'), cli=dict(format=dict(choices=['auto', *LAYOUTS])))
     g = p.add_argument_group('the detector and its recipe (default: the value of --recipe)')
     add_options(g, SSDConfig, cli=dict(stem_ks=dict(choices=[1, 3]), fine_ks=dict(choices=[1, 3])),
@@ -90,13 +91,14 @@ def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     for a in g._group_actions: a.default = None                           # unset: the recipe's value
     return p
 
-def _recipe(recipe:str, kwargs:dict)->SSDConfig: # the recipe, changed by the config options given; they leave `kwargs`
+def _recipe(recipe:str|None, kwargs:dict)->SSDConfig: # the recipe, changed by the config options given; they leave `kwargs`
+    if recipe is None: recipe = 'data' if kwargs.get('data') is not None else 'shapes'   # real images: a body that sees
     given = {k: kwargs.pop(k) for k in _CONFIG if k in kwargs}
     return replace(RECIPES[recipe], **{k: v for k,v in given.items() if v is not None})
 
 def train_parser()->argparse.ArgumentParser: return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
 
-def ssd_train(recipe='shapes', **kwargs):
+def ssd_train(recipe=None, **kwargs):
     "Train an SSD object detector; write model.safetensors, metrics.json and predictions.png into --out"
     res = train(cfg=_recipe(recipe, kwargs), **kwargs)
     if res is None: return                                                 # not the main process of a distributed run
@@ -108,7 +110,7 @@ def train_main(argv=None):
     _run(ssd_train, 'ssd-train', argv, train_parser())
 
 # %% ../nbs/13_cli.ipynb #6c64e2b6
-def ssd_data(recipe='shapes', **kwargs):
+def ssd_data(recipe=None, **kwargs):
     "Read a data set and train nothing: what it holds, and how well the anchors cover its boxes; data.json and boxes.png in --out"
     check_data(cfg=_recipe(recipe, kwargs), **kwargs)
 

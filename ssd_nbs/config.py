@@ -16,8 +16,8 @@ from .body import get_arch as body_arch
 from .loss import SSDLoss
 
 # %% auto #0
-__all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig', 'get_arch',
-           'build_ssd', 'config_grids']
+__all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig',
+           'get_arch', 'build_ssd', 'config_grids']
 
 # %% ../nbs/06a_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
@@ -140,5 +140,6 @@ SHAPES = SSDConfig()
 BCCD_SCRATCH = SSDConfig(size=320, grids=(20,10,5,3,1), nh=64, stem_ks=3, fine_ks=3, match_iou=0.4, epochs=20, bs=8, lr=1e-2)
 BCCD = replace(BCCD_SCRATCH, arch='efficientnet_lite0', stride=8, grids=(40,20,10,5,3,1), zooms=(1., 1.3, 3.364),
                epochs=14, body_lr_div=10., head_lr_div=1.)
-RECIPES = dict(shapes=SHAPES, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  # by name, for `ssd-train --recipe`
+DATA = replace(BCCD, grids=None, zooms=SHAPES.zooms)  # real images of your own: BCCD's, grids from the body, zooms not fitted
+RECIPES = dict(shapes=SHAPES, data=DATA, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  # by name, for `ssd-train --recipe`
 

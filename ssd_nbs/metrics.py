@@ -58,7 +58,7 @@ def match_dets(iou:Tensor, # (n_img, n_det, n_gt) IoU, each image's detections b
         taken |= F.one_hot(g, M).bool() & tp[...,d,None]
     return tp
 
-# %% ../nbs/08_metrics.ipynb #775bf871
+# %% ../nbs/08_metrics.ipynb #30fef9ad
 def box_ioa(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
             b:Tensor, # (..., m, 4) regions, x1y1x2y2
            )->Tensor: # (..., n, m) intersection over the area of the box of `a`

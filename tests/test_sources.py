@@ -195,7 +195,7 @@ def test_coco_gaps_crowd_and_get_annotations(tmp, shapes):
                          dict(id=1001, image_id=1, category_id=4, bbox=[0, 0, 20, 20])]   # 4: not a category
     js.write_text(json.dumps(d))
     (f, t, c), ws = read(coco_items, js, crowd=True)
-    assert t == items[1] and c[0] == [[0, 0, 20, 20]] and c[1:] == [[]]*11
+    assert t == items[1] and c[0] == ([[0, 0, 20, 20]], ['circle']) and c[1:] == [([], [])]*11
     assert len(ws) == 1 and 'boxes of a category id not in categories, dropped: 000001.jpg (4)' in ws[0]
 
 def test_voc_image_found_by_filename_folder_path_and_stem(tmp, shapes):

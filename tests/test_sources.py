@@ -377,3 +377,10 @@ def test_ssd_train_one_short_epoch_on_each_layout(tmp, shapes_layouts, shapes):
         assert s['layout'] == layout and s['n_train'] + s['n_valid'] == n_img, (k, s)
         assert f'{layout} data at' in out and 'grids 4,2,1' in out, (k, out[-1000:])
         assert (tmp/f'run_{k}'/'model.safetensors').is_file()
+
+def test_data_report_without_fitting(shapes):
+    "`ssd-data` without --fit-anchors: the report and its picture, with no fitted anchors in either"
+    from ssd_nbs.fit import data_report
+    items = voc_items(shapes)
+    rep, fig = data_report(items, items, (4, 2, 1), (0.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.)), 0.5, fit=False)
+    assert 'fitted' not in rep and 0 <= rep['coverage']['all'] <= 1 and len(fig.axes) == 1

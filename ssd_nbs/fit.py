@@ -84,7 +84,7 @@ def plot_box_shapes(boxes:Tensor, labels, # (n, 4) boxes in [-1,1], their labels
     if ax is None: _,ax = plt.subplots(figsize=figsize)
     wh, lbl = ((boxes[:,2:] - boxes[:,:2]) / 2).clamp(min=1e-3).numpy(), np.array(labels)
     for c in sorted(set(labels)): ax.scatter(*wh[lbl == c].T, s=4, alpha=0.4, label=c)
-    for (z,r),m,name in (((zooms, ratios), 'x', 'anchors'), (fitted, '+', 'fitted anchors')):
+    for (z,r),m,name in (((zooms, ratios), 'x', 'anchors'), (fitted or (None, None), '+', 'fitted anchors')):
         if z is None: continue
         a = np.array([(z_*rw/g, z_*rh/g) for g in grids for z_ in z for rw,rh in r])
         ax.scatter(*a.T, marker=m, s=60, c='k' if m == 'x' else 'r', label=name)

@@ -107,14 +107,22 @@ def _read_yolo(p, images, seed, pct):
     if 'train' not in splits or va is None: return _random(yolo_items(p), pct, seed, f'{y.name}: no val split')
     return yolo_items(p, 'train'), yolo_items(p, va), f'{y.name}: train {splits["train"]}, {va} {splits[va]}'
 
-_READERS = dict(voc=_read_voc, shapes=_read_voc, yolo=_read_yolo, csv=_read_files(csv_items, 'csv'),
-                coco=_read_files(coco_items, 'json'))
+def _read_coco(p, images, seed, pct): # as `_read_voc`, and the crowd regions: {image file: (boxes, labels)}
+    crowds = {}
+    def read(js, images):
+        f,t,c = coco_items(js, images, crowd=True)
+        crowds.update((o, r) for o,r in zip(f, c) if r[0])
+        return f, t
+    return *_read_files(read, 'json')(p, images, seed, pct), crowds
+
+_READERS = dict(voc=_read_voc, shapes=_read_voc, yolo=_read_yolo, csv=_read_files(csv_items, 'csv'), coco=_read_coco)
 
 # %% ../nbs/01c_layouts.ipynb #17
 @dataclass
 class DataSource:
     "What `read_data` found: the layout, the path, the training and validation items, and where the split came from"
     layout:str; path:Path; train:tuple; valid:tuple; split:str
+    crowds:dict|None=None # COCO: the `iscrowd` regions {image file: (boxes, labels)}, not targets but for the scoring
 
 def read_data(data=None, # a file or folder in one of `LAYOUTS`; None: the synthetic shapes
               fmt:str='auto', # 'auto' (`detect_layout`), or one of `LAYOUTS`

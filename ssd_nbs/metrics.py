@@ -15,7 +15,7 @@ from .core import *
 from .inference import detections
 
 # %% auto #0
-__all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'pr_curves', 'mean_ap', 'to_coco', 'plot_pr', 'MeanAP']
+__all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'box_ioa', 'in_crowd', 'pr_curves', 'mean_ap', 'to_coco', 'plot_pr', 'MeanAP']
 
 # %% ../nbs/08_metrics.ipynb #9
 COCO_IOUS = np.linspace(.5, .95, 10)    # COCO's IoU thresholds 0.5:0.95, made as pycocotools makes them
@@ -57,6 +57,25 @@ def match_dets(iou:Tensor, # (n_img, n_det, n_gt) IoU, each image's detections b
         tp[...,d] = ok.any(-1)
         taken |= F.one_hot(g, M).bool() & tp[...,d,None]
     return tp
+
+# %% ../nbs/08_metrics.ipynb #30fef9ad
+def box_ioa(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
+            b:Tensor, # (..., m, 4) regions, x1y1x2y2
+           )->Tensor: # (..., n, m) intersection over the area of the box of `a`
+    "Share of each box of `a` that lies inside each region of `b`"
+    a_,b_ = a.unsqueeze(-2), b.unsqueeze(-3)             # (..., n, 1, 4), (..., 1, m, 4)
+    tl = torch.maximum(a_[...,:2], b_[...,:2])            # (..., n, m, 2)
+    br = torch.minimum(a_[...,2:], b_[...,2:])            # (..., n, m, 2)
+    inter = (br-tl).clamp(min=0).prod(-1)                 # (..., n, m)
+    return inter / box_area(a_).clamp(min=1e-12)
+
+def in_crowd(ioa:Tensor, # (n_img, n_det, n_crowd) IoA with the crowd regions; -1 for padding
+             thrs, # (n_thr,) IoU thresholds
+            )->Tensor: # (n_img, n_thr, n_det) bool: the detection lies in a crowd region
+    "Whether each detection overlaps a crowd region by at least each threshold (COCO's IoA rule)"
+    thr = torch.as_tensor(np.minimum(thrs, 1-1e-10), dtype=ioa.dtype, device=ioa.device)[:,None]   # (T, 1)
+    if ioa.shape[-1] == 0: return torch.zeros(ioa.shape[0], len(thr), ioa.shape[1], dtype=torch.bool)
+    return ioa.amax(-1)[:,None] >= thr                                                           # (G, T, D)
 
 # %% ../nbs/08_metrics.ipynb #26
 _PAD = (0, '#na#')    # the padding label (`bb_pad`, vocab entry 0): never a class
@@ -106,42 +125,57 @@ def _pad(grp:Tensor, rank:Tensor, box:Tensor, n_grp:int): # (n_grp, max rank+1, 
     return out,valid
 
 # %% ../nbs/08_metrics.ipynb #32
-def _class_tp(di, db, ds, gi, gb, # one class: detections (img, box, score), objects (img, box)
-              thrs, max_det=None):  # -> scores (n,), tp (n_thr, n), best score first
-    "Which detections of one class are true positives, for each threshold"
-    o = torch.argsort(-ds, stable=True); o = o[torch.argsort(di[o], stable=True)]  # by image, then best score first
-    di,db,ds,r = di[o],db[o],ds[o],_rank(di[o])
-    if max_det is not None: di,db,ds,r = di[r<max_det],db[r<max_det],ds[r<max_det],r[r<max_det]
+def _per_image(di, r, db, gi, gb): # detections (img, rank, box), boxes (img, box) -> padded per image that has boxes
     o = torch.argsort(gi, stable=True); gi,gb = gi[o],gb[o]
-    imgs = torch.unique(gi)                                                   # images with objects of the class
+    imgs = torch.unique(gi)                                                   # images with boxes
     on = torch.isin(di, imgs); grp = torch.searchsorted(imgs, di[on])
     dp,dv = _pad(grp, r[on], db[on], len(imgs))                               # (G, D, 4)
     gp,gv = _pad(torch.searchsorted(imgs, gi), _rank(gi), gb, len(imgs))      # (G, M, 4)
-    iou = box_iou(dp, gp).masked_fill(~(dv[:,:,None] & gv[:,None,:]), -1.)   # (G, D, M)
+    return on, grp, dp, gp, dv[:,:,None] & gv[:,None,:]                       # mask of real pairs: (G, D, M)
+
+def _class_tp(di, db, ds, gi, gb, # one class: detections (img, box, score), objects (img, box)
+              thrs, max_det=None, # -> scores (n,), tp (n_thr, n), ignored (n_thr, n), best score first
+              ci=None, cb=None): # crowd regions (img, box)
+    "Which detections of one class are true positives, and which are ignored (in a crowd), for each threshold"
+    o = torch.argsort(-ds, stable=True); o = o[torch.argsort(di[o], stable=True)]  # by image, then best score first
+    di,db,ds,r = di[o],db[o],ds[o],_rank(di[o])
+    if max_det is not None: di,db,ds,r = di[r<max_det],db[r<max_det],ds[r<max_det],r[r<max_det]
+    on,grp,dp,gp,v = _per_image(di, r, db, gi, gb)
     tp = torch.zeros(len(ds), len(thrs), dtype=torch.bool)                    # (n, T)
-    tp[on] = match_dets(iou, thrs)[grp, :, r[on]]
+    tp[on] = match_dets(box_iou(dp, gp).masked_fill(~v, -1.), thrs)[grp, :, r[on]]
+    ign = torch.zeros_like(tp)                                                # (n, T)
+    if ci is not None and len(ci):
+        on,grp,dp,cp,v = _per_image(di, r, db, ci, cb)
+        ign[on] = in_crowd(box_ioa(dp, cp).masked_fill(~v, -1.), thrs)[grp, :, r[on]] & ~tp[on]
     o = torch.argsort(-ds, stable=True)                                       # all images: best first, ties by image
-    return ds[o], tp[o].T
+    return ds[o], tp[o].T, ign[o].T
 
 # %% ../nbs/08_metrics.ipynb #34
 def _thrs(iou_thresh): # IoU thresholds as an array; None -> COCO's ten
     return COCO_IOUS if iou_thresh is None else np.atleast_1d(np.asarray(iou_thresh, dtype=np.float64))
+
+def _regions(crowds, classes)->tuple: # (img, box, cls) of the crowd regions, one (boxes, labels) per image
+    cb = [_np(c[0], np.float64, (-1,4)) for c in crowds]
+    return _img_idx(cb), torch.from_numpy(_cat(cb, (0,4))), _cls_idx(_cat([_np(c[1]) for c in crowds]), classes)
 
 def pr_curves(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per image, boxes x1y1x2y2
               targets:list, # one (boxes (m,4), labels (m,)) per image
               iou_thresh:float|None=0.5, # IoU threshold; None: COCO's 0.5:0.95 (a list also works)
               classes:list|None=None, # classes to evaluate; default: every label seen, padding excepted
               max_det:int|None=100, # best detections kept per image and class (COCO: 100; None: all)
+              crowds:list|None=None, # one (boxes (k,4), labels (k,)) of crowd regions per image (COCO's `iscrowd`)
              )->dict: # class -> dict(precision, recall, scores, n_gt), for classes with objects
     "Precision and recall after each detection, best score first, per class; arrays `(n,)` or `(n_thr, n)`"
     (di,db,dc,ds),(gi,gb,gc),classes = _flatten(preds, targets, classes)
+    assert crowds is None or len(crowds) == len(targets), 'one list of crowd regions per image'
+    ci,cb,cc = _regions(crowds or [], classes)
     thrs,res = _thrs(iou_thresh), {}
     for k,c in enumerate(classes):
         d,g = dc==k, gc==k
         if not g.any(): continue                                              # no object: no AP (pycocotools: -1)
-        s,tp = _class_tp(di[d], db[d], ds[d], gi[g], gb[g], thrs, max_det)    # (n,), (T, n)
-        ctp = tp.double().cumsum(-1)                                          # (T, n)
-        p,r = ctp / torch.arange(1, len(s)+1), ctp / int(g.sum())
+        s,tp,ign = _class_tp(di[d], db[d], ds[d], gi[g], gb[g], thrs, max_det, ci[cc==k], cb[cc==k])  # (n,), (T, n) x2
+        ctp,n = tp.double().cumsum(-1), (~ign).double().cumsum(-1)            # (T, n): TPs, and TPs + FPs, so far
+        p,r = torch.where(n > 0, ctp / n.clamp(min=1), 0.), ctp / int(g.sum())
         if iou_thresh is not None and np.ndim(iou_thresh) == 0: p,r = p[0],r[0]
         res[c] = dict(precision=p.numpy(), recall=r.numpy(), scores=s.numpy(), n_gt=int(g.sum()))
     return res
@@ -153,10 +187,11 @@ def mean_ap(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per image,
             method:str='area', # 'area' (VOC2010+), '11point' (VOC2007) or 'coco' (101 points)
             classes:list|None=None, # classes to evaluate; default: every label seen, padding excepted
             max_det:int|None=100, # best detections kept per image and class (COCO: 100; None: all)
+            crowds:list|None=None, # one (boxes (k,4), labels (k,)) per image: crowd regions, whose detections are ignored
            ): # (mAP over the classes that have objects, dict class -> AP); mAP is nan if no class has any
     "Mean average precision of detections `preds` against `targets`"
     if method != 'area' and method not in _N_PTS: raise ValueError(f"method must be 'area', '11point' or 'coco', not {method!r}")
-    curves = pr_curves(preds, targets, iou_thresh, classes, max_det)
+    curves = pr_curves(preds, targets, iou_thresh, classes, max_det, crowds)
     aps = {c: float(ap_from_pr(v['precision'], v['recall'], method).mean()) for c,v in curves.items()}
     return (float(np.mean(list(aps.values()))) if aps else float('nan')), aps
 
@@ -165,11 +200,15 @@ def _xywh(b:Tensor)->list: return torch.cat([b[:,:2], b[:,2:]-b[:,:2]], 1).tolis
 
 def to_coco(preds:list, targets:list, # as for `mean_ap`
             classes:list|None=None, # category `k` gets id `k+1`; default: every label seen, padding excepted
+            crowds:list|None=None, # as for `mean_ap`: written as annotations with `iscrowd=1`
            ): # (ground truth dict, list of detection dicts), ready for `COCO` and `COCO.loadRes`
     "COCO-format ground truth and detections (boxes `x,y,w,h`, ids from 1); image `i` gets id `i+1`"
     (di,db,dc,ds),(gi,gb,gc),classes = _flatten(preds, targets, classes)
-    anns = [dict(id=j+1, image_id=i+1, category_id=k+1, bbox=b, area=b[2]*b[3], iscrowd=0)
-            for j,(i,k,b) in enumerate(zip(gi.tolist(), gc.tolist(), _xywh(gb))) if k >= 0]
+    ci,cb,cc = _regions(crowds or [], classes)
+    objs = [(i,k,b,0) for i,k,b in zip(gi.tolist(), gc.tolist(), _xywh(gb))] + \
+           [(i,k,b,1) for i,k,b in zip(ci.tolist(), cc.tolist(), _xywh(cb))]
+    anns = [dict(id=j+1, image_id=i+1, category_id=k+1, bbox=b, area=b[2]*b[3], iscrowd=z)
+            for j,(i,k,b,z) in enumerate(o for o in objs if o[1] >= 0)]
     gt = dict(images=[dict(id=i+1) for i in range(len(targets))], annotations=anns,
               categories=[dict(id=k+1, name=str(c)) for k,c in enumerate(classes)])
     res = [dict(image_id=i+1, category_id=k+1, bbox=b, score=s)
@@ -197,8 +236,9 @@ class MeanAP(Metric):
     "Mean average precision over the validation set, from `SSDLoss`'s activations decoded by `detections`"
     def __init__(self, iou_thresh:float|None=0.5, # None: COCO's 0.5:0.95
                  method:str='area', # 'area', '11point' or 'coco'
-                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100): # passed to `detections`
-        self.iou_thresh,self.method = iou_thresh,method
+                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100, # passed to `detections`
+                 crowds:list|None=None): # crowd regions of each validation image, in order, as the targets (`mean_ap`)
+        self.iou_thresh,self.method,self.crowds = iou_thresh,method,crowds
         self.score_thresh,self.nms_iou,self.max_det = score_thresh,nms_iou,max_det
         self.reset()
     def reset(self): self.preds,self.targs,self.per_class = [],[],{}
@@ -216,7 +256,8 @@ def accumulate(self:MeanAP, learn):
 
 @patch(as_prop=True)
 def value(self:MeanAP):
-    m,self.per_class = mean_ap(self.preds, self.targs, self.iou_thresh, self.method, max_det=self.max_det)
+    crowds = self.crowds if self.crowds is not None and len(self.crowds) == len(self.targs) else None  # whole set only
+    m,self.per_class = mean_ap(self.preds, self.targs, self.iou_thresh, self.method, max_det=self.max_det, crowds=crowds)
     return m
 
 @patch(as_prop=True)

@@ -365,7 +365,7 @@ def _coco_json(js:Path)->dict:
     return d
 
 # %% ../nbs/01b_sources.ipynb #39
-def _coco_objs(js:Path, d:dict, issues)->tuple: # ({image id: [(label, box)]}, {image id: [crowd boxes]})
+def _coco_objs(js:Path, d:dict, issues)->tuple: # ({image id: [(label, box)]}, {image id: [crowd (label, box)]})
     objs, crowd = defaultdict(list), defaultdict(list)
     cats = {o.get('id'): str(o.get('name')) for o in d['categories'] if isinstance(o, dict)}
     names = {o['id']: o['file_name'] for o in d['images']}
@@ -376,7 +376,7 @@ def _coco_objs(js:Path, d:dict, issues)->tuple: # ({image id: [(label, box)]}, {
         try: x,y,w,h = _coords(a['bbox'], f'{js}: annotation {aid} of {names[iid]}')
         except ValueError as e: raise CLIError(str(e)) from None
         if cid not in cats: issues['boxes of a category id not in categories, dropped'].append(f'{names[iid]} ({cid})')
-        elif a.get('iscrowd'): crowd[iid].append([x, y, x+w, y+h])
+        elif a.get('iscrowd'): crowd[iid].append((cats[cid], [x, y, x+w, y+h]))
         else: objs[iid].append((cats[cid], [x, y, x+w, y+h]))
     return objs, crowd
 
@@ -385,7 +385,7 @@ def coco_items(json_path, # a COCO json file
                images=None, # the images' folder; default: found near the json file
                vocab=None, # if given, boxes with other labels are dropped
                crowd:bool=False, # also return the `iscrowd` boxes of each image (not training targets)
-              )->tuple: # (files, targets), or (files, targets, crowd boxes) with `crowd`
+              )->tuple: # (files, targets), or (files, targets, crowds) with `crowd`: (boxes, labels) of each image
     "Image files and `(boxes, labels)` of a COCO json file, cleaned as `voc_items` cleans them"
     js = Path(json_path)
     if not js.is_file(): raise CLIError(f'--data {js}: no such file')
@@ -399,4 +399,4 @@ def coco_items(json_path, # a COCO json file
     files, targets = _finish('coco_items', js, rows, vocab, issues)
     if not crowd: return files, targets
     by_file = {folder/o['file_name']: crowds.get(o['id'], []) for o in d['images']}
-    return files, targets, [by_file[f] for f in files]
+    return files, targets, [([b for _,b in by_file[f]], [l for l,_ in by_file[f]]) for f in files]

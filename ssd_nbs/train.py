@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
+from PIL import Image
 from fastai.vision.all import Callback, ParamScheduler, combined_cos, L, num_distrib, rank_distrib, set_seed
 from fastai.callback.channelslast import ChannelsLast
 import fastai
@@ -59,6 +60,21 @@ def _learner(tr, va, cfg:SSDConfig, workers:int=0, vocab=None):
         grids = 'the grids of the body' if cfg.grids is None else ','.join(map(str, cfg.grids))
         raise CLIError(f"cannot build an SSD on --arch {cfg.arch} at --size {cfg.size} with --grids {grids}: "
                        f"{first_line(e)}") from None
+
+# %% ../nbs/11_train.ipynb #d54bc387
+def _valid_crowds(files:list, # the validation images, in order
+                  crowds:dict, # {image file: (boxes, labels)} in pixels, as `read_data` gives them
+                  vocab)->list: # one (boxes (k,4), vocab indices (k,)) per image, as `MeanAP(crowds=...)` takes them
+    "The crowd regions of each validation image in the targets' coordinates"
+    idx = {str(v): i for i,v in enumerate(vocab)}
+    def one(f):
+        bs,ls = crowds.get(f, ([], []))
+        keep = [k for k,l in enumerate(ls) if l in idx]
+        if not keep: return torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)
+        w,h = Image.open(f).size
+        b = torch.tensor([bs[k] for k in keep], dtype=torch.float32) / torch.tensor([w,h,w,h]) * 2 - 1   # (k, 4)
+        return b, torch.tensor([idx[ls[k]] for k in keep])
+    return [one(f) for f in files]
 
 # %% ../nbs/11_train.ipynb #8a7f2d9f
 def save_run(learn, out, settings:dict, t0:float, history:list)->dict:
@@ -264,6 +280,7 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
     tr,va = ds.train, ds.valid
     if fit_anchors: cfg = _fitted(cfg, tr, va, show=not rank_distrib())
     learn = _learner(tr, va, cfg, workers, vocab=ck['vocab'] if ck else None)
+    if ds.crowds: _map_metric(learn).crowds = _valid_crowds(va[0], ds.crowds, learn.dls.vocab)   # COCO's iscrowd
     if not rank_distrib(): print(f"grids {','.join(map(str, learn.model.cfg.grids))}: {len(learn.loss_func.anchors)} anchors")
     if ck: learn.model.load_state_dict(ck['state_dict'])
     if fp16: _fp16(learn)

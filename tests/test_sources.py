@@ -195,7 +195,7 @@ def test_coco_gaps_crowd_and_get_annotations(tmp, shapes):
                          dict(id=1001, image_id=1, category_id=4, bbox=[0, 0, 20, 20])]   # 4: not a category
     js.write_text(json.dumps(d))
     (f, t, c), ws = read(coco_items, js, crowd=True)
-    assert t == items[1] and c[0] == [[0, 0, 20, 20]] and c[1:] == [[]]*11
+    assert t == items[1] and c[0] == ([[0, 0, 20, 20]], ['circle']) and c[1:] == [([], [])]*11
     assert len(ws) == 1 and 'boxes of a category id not in categories, dropped: 000001.jpg (4)' in ws[0]
 
 def test_voc_image_found_by_filename_folder_path_and_stem(tmp, shapes):
@@ -377,3 +377,10 @@ def test_ssd_train_one_short_epoch_on_each_layout(tmp, shapes_layouts, shapes):
         assert s['layout'] == layout and s['n_train'] + s['n_valid'] == n_img, (k, s)
         assert f'{layout} data at' in out and 'grids 4,2,1' in out, (k, out[-1000:])
         assert (tmp/f'run_{k}'/'model.safetensors').is_file()
+
+def test_data_report_without_fitting(shapes):
+    "`ssd-data` without --fit-anchors: the report and its picture, with no fitted anchors in either"
+    from ssd_nbs.fit import data_report
+    items = voc_items(shapes)
+    rep, fig = data_report(items, items, (4, 2, 1), (0.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.)), 0.5, fit=False)
+    assert 'fitted' not in rep and 0 <= rep['coverage']['all'] <= 1 and len(fig.axes) == 1

@@ -121,12 +121,12 @@ def show_detections(learn, # an `SSDLearner`
     with torch.no_grad(): dets = detections(learn.model(xb), lf, thr, lf.nms_iou, lf.max_det)
     imgs = dl.decode((xb,))[0]                                            # (n, 3, size, size) for showing
     nrows = (len(xb)+ncols-1)//ncols
-    fig = matplotlib.figure.Figure(figsize=(3*ncols, 3*nrows+0.4))
+    fig = matplotlib.figure.Figure(figsize=(3*ncols, 3*nrows+0.8))
     axs = fig.subplots(nrows, ncols, squeeze=False).flatten()
     for ax in axs: ax.axis('off')
     for i,(b,l,s) in enumerate(dets):
         show_preds(imgs[i], dict(boxes=b, labels=l, scores=s), learn.dls.vocab, axs[i], (bb[i], lb[i]), scaled=True)
-    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid; a label over another is left out')
+    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid\n(a label that would cover another is left out)', fontsize=10)
     fig.legend(handles=[matplotlib.patches.Patch(fill=False, edgecolor=_COLORS[i % len(_COLORS)], lw=2, label=str(v))
                         for i,v in enumerate(learn.dls.vocab) if i], loc='lower center', ncol=min(len(learn.dls.vocab)-1, 8))
     fig.tight_layout(rect=(0, 0.35/fig.get_figheight(), 1, 1))       # room for the legend below

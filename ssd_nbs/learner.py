@@ -22,9 +22,16 @@ def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
 class SSDLearner(Learner):
     "A `Learner` for `SSDModel`; its `show_results` draws detections over the true boxes (`07_inference`)"
     def show_results(self, ds_idx=1, dl=None, max_n:int=9, ncols:int=3, score_thresh:float|None=None):
-        "Images of `dl` (default: `self.dls[ds_idx]`) with their true boxes dashed and the detections solid"
+        "Images of `dl` (default: `self.dls[ds_idx]`), true boxes dashed, detections solid: shown in a notebook, else the `Figure`"
         from ssd_nbs.inference import show_detections                       # (inference imports this module)
-        return show_detections(self, self.dls[ds_idx] if dl is None else dl, max_n, ncols, score_thresh)
+        fig = show_detections(self, self.dls[ds_idx] if dl is None else dl, max_n, ncols, score_thresh)
+        if not _in_notebook(): return fig                                   # a script saves it: `fig.savefig(...)`
+        show_fig(fig, dpi=90)                                               # a notebook shows it
+
+def _in_notebook()->bool:
+    try: from IPython import get_ipython
+    except ImportError: return False
+    return getattr(get_ipython(), 'kernel', None) is not None
 
 # %% ../nbs/06b_learner.ipynb #9
 from pathlib import Path

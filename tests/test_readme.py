@@ -124,7 +124,7 @@ def test_what_the_commands_wrote(ran, here):
     import json
     m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('my_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
     assert {k: v['settings']['layout'] for k,v in m.items()} == dict(my_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
-    assert m['my_run']['epochs'] == 20 and m['my_run']['settings']['size'] == 320          # resumed from 14 to 20
+    assert m['my_run']['epochs'] == 25 and m['my_run']['settings']['size'] == 320          # resumed from 20 to 25
     assert m['run320']['settings']['size'] == 320 and m['run320']['epochs'] == 10
     assert m['run320']['settings']['arch'] == 'efficientnet_lite0' and m['run320']['settings']['pretrained'] is True   # --data: a body that sees
     assert m['csv_run']['settings']['split'] == 'train_labels.csv and test_labels.csv'

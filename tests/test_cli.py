@@ -52,9 +52,9 @@ def test_train_writes_model_metrics_and_picture(run_dir, voc):
     assert all(0 <= v <= 1 for v in m['per_class'].values())
     assert m['epochs'] == 1 and len(m['history']) == 1 and m['train_loss'] > 0 and m['valid_loss'] > 0 and m['seconds'] > 0
     s = m['settings']
-    assert (s['data'], s['format'], s['layout'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'auto', 'voc', 64, 4, [4,2,1], 'tiny_resnet')
+    assert (s['data'], s['format'], s['layout'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'auto', 'voc', 64, 4, [4,2,1], 'efficientnet_lite0')   # --data: the DATA recipe
     assert (s['n_train'], s['n_valid']) == (10, 2)                                       # make_shapes' train/val splits
-    assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is False
+    assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is True and s['stride'] == 8
     det = load_detector(out/'model.safetensors')                                   # a safetensors file: no code is run
     assert det.vocab[1:] == s['classes'] and det.cfg.size == 64 and det.cfg.grids == (4,2,1)
 

@@ -365,7 +365,7 @@ def test_ssd_train_one_short_epoch_on_each_layout(tmp, shapes_layouts, shapes):
     exe = str(Path(sys.executable).parent/'ssd-train')
     env = {**os.environ, 'MPLBACKEND': 'Agg', 'SSD_NBS_CACHE': str(tmp/'cache'), 'OMP_NUM_THREADS': '1'}
     n_img = len(voc_items(shapes)[0])
-    runs = {k: subprocess.Popen([exe, '--data', str(p), '--epochs', '1', '--bs', '4', '--grids', '4,2,1', '--out',
+    runs = {k: subprocess.Popen([exe, '--data', str(p), '--size', '64', '--epochs', '1', '--bs', '4', '--grids', '4,2,1', '--out',
                                  str(tmp/f'run_{k}')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             for k,(p,_,_) in shapes_layouts.items()}
     for k,p in runs.items():
@@ -377,6 +377,7 @@ def test_ssd_train_one_short_epoch_on_each_layout(tmp, shapes_layouts, shapes):
         assert s['layout'] == layout and s['n_train'] + s['n_valid'] == n_img, (k, s)
         assert f'{layout} data at' in out and 'grids 4,2,1' in out, (k, out[-1000:])
         assert (tmp/f'run_{k}'/'model.safetensors').is_file()
+        assert (s['arch'], s['pretrained']) == ('efficientnet_lite0', True), (k, s)    # --data: the body that sees
 
 def test_data_report_without_fitting(shapes):
     "`ssd-data` without --fit-anchors: the report and its picture, with no fitted anchors in either"

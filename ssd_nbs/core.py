@@ -12,8 +12,8 @@ import numpy as np
 import zlib
 
 # %% auto #0
-__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_iou', 'plain', 'show_boxes', 'show_fig', 'CLIError',
-           'first_line', 'atomic_path', 'write_json']
+__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_inter', 'box_iou', 'plain', 'show_boxes', 'show_fig',
+           'CLIError', 'first_line', 'atomic_path', 'write_json']
 
 # %% ../nbs/00_core.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -45,16 +45,23 @@ def cthw2xyxy(b:Tensor, # (..., 4) boxes, cx,cy,w,h
     return torch.cat([b[...,:2]-b[...,2:]/2, b[...,:2]+b[...,2:]/2], dim=-1)
 
 # %% ../nbs/00_core.ipynb #12
+def box_inter(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
+              b:Tensor, # (..., m, 4) boxes, x1y1x2y2
+             )->Tensor: # (..., n, m) area of the intersection
+    "Area of the intersection of every box in `a` with every box in `b`"
+    a,b = a.unsqueeze(-2), b.unsqueeze(-3)                # (..., n, 1, 4), (..., 1, m, 4)
+    tl = torch.maximum(a[...,:2], b[...,:2])              # (..., n, m, 2)
+    br = torch.minimum(a[...,2:], b[...,2:])              # (..., n, m, 2)
+    return (br-tl).clamp(min=0).prod(-1)
+
 def box_iou(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
             b:Tensor, # (..., m, 4) boxes, x1y1x2y2
            )->Tensor: # (..., n, m) intersection over union
     "Jaccard index of every box in `a` with every box in `b`"
-    a,b = a.unsqueeze(-2), b.unsqueeze(-3)                # (..., n, 1, 4), (..., 1, m, 4)
-    tl = torch.maximum(a[...,:2], b[...,:2])              # (..., n, m, 2)
-    br = torch.minimum(a[...,2:], b[...,2:])              # (..., n, m, 2)
-    inter = (br-tl).clamp(min=0).prod(-1)                 # (..., n, m)
-    union = box_area(a) + box_area(b) - inter             # (..., n, m)
+    inter = box_inter(a, b)                                          # (..., n, m)
+    union = box_area(a).unsqueeze(-1) + box_area(b).unsqueeze(-2) - inter
     return inter / union.clamp(min=1e-12)
+
 
 # %% ../nbs/00_core.ipynb #22
 def plain(*ts): # tensors, possibly of fastai's tensor subclasses

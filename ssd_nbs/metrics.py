@@ -63,11 +63,7 @@ def box_ioa(a:Tensor, # (..., n, 4) boxes, x1y1x2y2
             b:Tensor, # (..., m, 4) regions, x1y1x2y2
            )->Tensor: # (..., n, m) intersection over the area of the box of `a`
     "Share of each box of `a` that lies inside each region of `b`"
-    a_,b_ = a.unsqueeze(-2), b.unsqueeze(-3)             # (..., n, 1, 4), (..., 1, m, 4)
-    tl = torch.maximum(a_[...,:2], b_[...,:2])            # (..., n, m, 2)
-    br = torch.minimum(a_[...,2:], b_[...,2:])            # (..., n, m, 2)
-    inter = (br-tl).clamp(min=0).prod(-1)                 # (..., n, m)
-    return inter / box_area(a_).clamp(min=1e-12)
+    return box_inter(a, b) / box_area(a).unsqueeze(-1).clamp(min=1e-12)
 
 def in_crowd(ioa:Tensor, # (n_img, n_det, n_crowd) IoA with the crowd regions; -1 for padding
              thrs, # (n_thr,) IoU thresholds

@@ -78,10 +78,10 @@ def _fits(inst, mask, areas):
     return bool(((vis-hid) >= 0.5*np.array(areas)).all())
 
 def _shapes_image(rng, size=128, n_max=8):
-    "One image: `(img, boxes, labels, inst)`, `inst` (size,size) says which object each pixel shows"
+    "One image: `(img, boxes, labels, inst)`, `inst` (size,size) says which object each pixel shows; `n_max=0`: none"
     img, inst = _background(rng, size), np.full((size,size), -1)
     lbls, areas = [], []
-    for s in _object_sizes(rng, n_max):
+    for s in (_object_sizes(rng, n_max) if n_max else []):
         for _ in range(10):
             kind, mask = _random_shape(rng, s, size)
             if _fits(inst, mask, areas): break
@@ -114,13 +114,14 @@ def _voc_xml(fname, # image file name
     return ET.tostring(r, encoding='unicode') + '\n'
 
 # %% ../nbs/01_data.ipynb #22
-def _write_shapes(path, n, size, seed, n_max, valid_pct, **kwargs):
-    "Draw `n` shapes images into the VOC folder `path`; split them into train and val"
+def _write_shapes(path, n, size, seed, n_max, valid_pct, p_empty=0., **kwargs):
+    "Draw `n` shapes images into the VOC folder `path` (a share `p_empty` of them without objects); split them"
     for d in ('JPEGImages', 'Annotations', 'ImageSets/Main'): (path/d).mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = [f'{i:06d}' for i in range(n)]
     for name in (progress_bar(names, leave=False) if n >= 1000 else names):
-        img, boxes, lbls, _ = _shapes_image(rng, size, n_max)
+        empty = p_empty > 0 and rng.random() < p_empty                   # no draw at all when p_empty is 0: same files
+        img, boxes, lbls, _ = _shapes_image(rng, size, 0 if empty else n_max)
         Image.fromarray(img).save(path/'JPEGImages'/f'{name}.jpg', quality=90)
         (path/'Annotations'/f'{name}.xml').write_text(_voc_xml(f'{name}.jpg', size, size, list(zip(lbls, boxes))))
     val = set(rng.permutation(n)[:int(round(n*valid_pct))])
@@ -144,10 +145,12 @@ def make_shapes(path, # folder for the data set; created if needed
                 seed=42, # same seed, same files
                 n_max=8, # at most this many objects per image
                 valid_pct=0.2, # fraction of images listed in `val.txt`
+                p_empty=0., # share of images drawn without objects: background only, negatives
                )->Path:
     "Draw (or find already drawn) a Pascal VOC data set of shapes in `path`"
     path = Path(path)
     params = dict(version=_SHAPES_VERSION, n=n, size=size, seed=seed, n_max=n_max, valid_pct=valid_pct, classes=list(SHAPES))
+    if p_empty: params['p_empty'] = p_empty                            # sets drawn without it stay valid
     if _is_set(path, params): return path
     if path.exists() and any(path.iterdir()) and _shapes_params(path) is None:
         raise FileExistsError(f'{path} is not empty and was not made by `make_shapes`: choose another folder')
@@ -237,13 +240,13 @@ def _clean_boxes(objs, w, h, vocab, name, issues):
 
 # %% ../nbs/01_data.ipynb #42
 def _clean_item(f:Path, objs, vocab, name:str, issues, wh=None): # (boxes, labels), or None: skipped (said in `issues`)
-    "The cleaned boxes of image `f` (described by the file `name`, whose stated size is `wh`), or None to skip it"
+    "The cleaned boxes of image `f` (described by the file `name`, whose stated size is `wh`); `([], [])`: a negative"
     sz = _image_size(f)
     if sz is None: issues['unreadable images, skipped'].append(f.name); return None
     if wh is not None and wh != sz: issues['images whose XML size differs from the file, real size used'].append(name)
     boxes, lbls = _clean_boxes(objs, *sz, vocab, name, issues)
-    if not boxes: issues['images without objects (left), skipped'].append(name); return None
-    return boxes, lbls
+    if objs and not boxes: issues['images whose every box was dropped, skipped (not negatives)'].append(name); return None
+    return boxes, lbls                                                     # no object at all: kept, a negative
 
 def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/Main/
               split=None, # name of a file in ImageSets/Main/ (e.g. 'train', 'test'); None: every annotation
@@ -257,16 +260,20 @@ def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/
         if f is None: issues['annotations without an image file, skipped'].append(x.name); continue
         if (t := _clean_item(f, objs, vocab, x.name, issues, wh)) is None: continue
         files.append(f); targets.append(t)
-    if not files: raise ValueError(f'No usable image in {path} (split={split!r}); problems: {_problems(issues)}')
+    if not _has_box(targets):
+        raise ValueError(f'No usable image in {path} (split={split!r}){_negs(targets)}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'voc_items({str(path)!r})', issues, files, targets)
     return files, targets
 
+def _has_box(targets)->bool: return any(len(b) for b,_ in targets)   # something to learn: a box somewhere
+def _negs(targets)->str: return f' ({len(targets)} images, all without objects)' if targets else ''
 def _problems(issues): return '; '.join(f'{len(v)} {k}: {_names(v, 3)}' for k,v in issues.items()) or 'none'
 
 def _warn_issues(what, issues, files, targets):
     msg = '\n'.join(f'  - {len(v)} {k}: {_names(v)}' for k,v in issues.items())
-    n_box = sum(len(b) for b,_ in targets)
-    warnings.warn(f'{what} kept {len(files)} images and {n_box} boxes, but found:\n{msg}', VOCWarning, stacklevel=3)
+    n_box, n_neg = sum(len(b) for b,_ in targets), sum(not len(b) for b,_ in targets)
+    neg = f' ({n_neg} without objects: negatives)' if n_neg else ''
+    warnings.warn(f'{what} kept {len(files)} images{neg} and {n_box} boxes, but found:\n{msg}', VOCWarning, stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #63
 def _repo_data()->Path: # the `data` folder of the clone that holds the package
@@ -305,7 +312,7 @@ def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
         if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
         if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
         fs.append(f); ts.append(t)
-    if not fs: raise ValueError(f'No usable image in {source or "items"}; problems: {_problems(issues)}')
+    if not _has_box(ts): raise ValueError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
     return fs, ts
 

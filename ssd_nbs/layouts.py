@@ -142,7 +142,9 @@ def data_items(data=None, fmt:str='auto', images=None, seed:int=42, valid_pct:fl
     return ds.train, ds.valid
 
 # %% ../nbs/01c_layouts.ipynb #19
-def _counts(items)->dict: return dict(images=len(items[0]), boxes=dict(sorted(Counter(l for _,ls in items[1] for l in ls).items())))
+def _counts(items)->dict: # images, negatives (images without objects) and boxes per class of `(files, targets)`
+    return dict(images=len(items[0]), negatives=sum(not len(b) for b,_ in items[1]),
+                boxes=dict(sorted(Counter(l for _,ls in items[1] for l in ls).items())))
 
 def describe(ds:DataSource, show:bool=True)->dict:
     "The layout, path, split and counts of `ds`; printed if `show`"
@@ -150,6 +152,7 @@ def describe(ds:DataSource, show:bool=True)->dict:
     if show:
         print(f"{ds.layout} data at {ds.path}; split: {ds.split}")
         for k in ('train', 'valid'):
-            b = res[k]['boxes']
-            print(f"  {k}: {res[k]['images']} images, {sum(b.values())} boxes ({', '.join(f'{n} {v}' for n,v in b.items())})")
+            b, neg = res[k]['boxes'], res[k]['negatives']
+            print(f"  {k}: {res[k]['images']} images, {sum(b.values())} boxes ({', '.join(f'{n} {v}' for n,v in b.items())})"
+                  + (f"; {neg} images without objects (negatives)" if neg else ''))
     return res

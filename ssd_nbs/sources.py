@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 from .core import CLIError, first_line
 from .data import (make_shapes, voc_items, _voc_xmls, _parse_voc_xml, _clean_item, _coords, _warn_issues, _problems,
-                   _voc_xml)
+                   _voc_xml, _has_box, _negs)
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'CSV_HEADER', 'to_voc', 'to_csv', 'to_yolo', 'to_coco', 'voc_folder_items', 'csv_items', 'yolo_items',
@@ -35,7 +35,7 @@ def _finish(what:str, source, rows, vocab, issues)->tuple: # (files, targets)
     for f,objs,name,wh in rows:
         if (t := _clean_item(f, objs, vocab, name, issues, wh)) is None: continue
         files.append(f); targets.append(t)
-    if not files: raise CLIError(f'No usable image in {source}; problems: {_problems(issues)}')
+    if not _has_box(targets): raise CLIError(f'No usable image in {source}{_negs(targets)}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'{what}({str(source)!r})', issues, files, targets)
     return files, targets
 
@@ -71,7 +71,7 @@ def to_csv(items, # (files, targets)
         w = csv.writer(fh); w.writerow(CSV_HEADER)
         for f,bs,ls,(iw,ih) in _sized(items):
             shutil.copy(f, im/f.name)
-            w.writerows([f.name, iw, ih, l, *b] for b,l in zip(bs, ls))
+            w.writerows([[f.name, iw, ih, l, *b] for b,l in zip(bs, ls)] or [[f.name, iw, ih, '', '', '', '', '']])  # a negative: no box
     return dest
 
 # %% ../nbs/01b_sources.ipynb #12

@@ -323,7 +323,7 @@ class ClipBBox(ItemTransform):
     def encodes(self, b):
         if len(b) != 3 or not isinstance(b[1], TensorBBox): return b
         x, bb, lb = b
-        box, lbl = bb.as_subclass(Tensor).clamp(-1, 1), lb.as_subclass(Tensor)  # (bs, n, 4), (bs, n)
+        box, lbl = bb.as_subclass(Tensor).clamp(-1, 1), lb.as_subclass(Tensor).long()  # (bs, n, 4), (bs, n)
         keep = (lbl > 0) & (box[...,2] > box[...,0]) & (box[...,3] > box[...,1])  # (bs, n)
         idx = (~keep).byte().argsort(dim=1, stable=True)                           # (bs, n) kept boxes first
         keep, lbl = keep.gather(1, idx), lbl.gather(1, idx)

@@ -2,6 +2,7 @@
 Python API and through `ssd-train` / `ssd-predict`. Each is either handled (and named in one warning) or refused with
 one line that names the file and the problem; never a traceback."""
 import json, os, shutil, subprocess, sys, warnings
+import numpy as np
 from pathlib import Path
 import pytest
 import torch
@@ -10,6 +11,9 @@ from fastai.vision.all import get_annotations
 
 from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarning, _voc_xml
 from ssd_nbs.learner import ssd_learner
+from ssd_nbs.loss import ssd_targets
+from ssd_nbs.metrics import MeanAP
+from ssd_nbs.report import error_report                                       # patches `SSDLearner.error_report`
 from ssd_nbs.core import CLIError
 from ssd_nbs.body import tiny_resnet
 from ssd_nbs.sources import coco_items
@@ -71,11 +75,12 @@ def _ok(src, i): # the objects of image i of `src`, [(label, box)]
     return list(zip(lbls, boxes))
 
 # What a dirty folder holds, and what must happen to each file (the README's table)
-KEPT = ['ok0', 'ok1', 'ok2', 'ok3', 'ok4', 'ok5', 'gray', 'rgba', 'flat', 'outside', 'negative', 'crowded']
+KEPT = ['ok0', 'ok1', 'ok2', 'ok3', 'ok4', 'ok5', 'gray', 'rgba', 'flat', 'outside', 'negative', 'crowded', 'empty']
 NAMED = {'missing.xml': 'annotations without an image file, skipped',
          'truncated.jpg': 'unreadable images, skipped', 'notimage.jpg': 'unreadable images, skipped',
          'flat.xml': 'degenerate boxes', 'outside.xml': 'boxes partly outside the image, clipped',
-         'negative.xml': 'boxes partly outside the image, clipped', 'empty.xml': 'images without objects'}
+         'negative.xml': 'boxes partly outside the image, clipped',
+         'gone.xml': 'images whose every box was dropped, skipped (not negatives)'}   # 'empty' (no object): kept, a negative
 
 @pytest.fixture(scope='module')
 def dirty(tmp, src):
@@ -87,7 +92,8 @@ def dirty(tmp, src):
             'flat': [('circle', [30, 10, 30, 50]), ('square', [10, 50, 40, 20]), ('triangle', box)],   # x2==x1, y2<y1
             'outside': [('circle', [40, 40, 90, 70]), ('square', [70, 5, 90, 20]), ('square', box)],  # partly, wholly
             'negative': [('triangle', [-10, -5, 30, 30])],
-            'empty': [],
+            'empty': [],                                                   # no object: a negative
+            'gone': [('circle', [70, 70, 90, 90])],                        # its one box wholly outside: dropped
             'crowded': [('circle', [x, y, x+10, y+10]) for x in range(2, 60, 12) for y in (2, 30)]}  # 10 objects
     d = _voc(tmp/'dirty', anns, src)
     (d/'JPEGImages'/'missing.jpg').unlink()
@@ -104,7 +110,8 @@ def dirty_coco(tmp, dirty):
     imgs = {'ok0.jpg': [(1, [5, 5, 30, 30])], 'ok1.jpg': [(2, box)], 'ok2.jpg': [(3, box)], 'ok3.jpg': [(1, box)],
             'ok4.jpg': [(2, box)], 'gray.png': [(1, box)], 'rgba.png': [(3, box)], 'missing.jpg': [(1, box)],
             'truncated.jpg': [(1, box)], 'flat.jpg': [(1, [30, 10, 0, 40]), (2, [10, 50, 30, -30]), (3, box)],
-            'outside.jpg': [(1, [40, 40, 50, 30]), (2, [70, 5, 20, 15]), (2, box)], 'negative.jpg': [(3, [-10, -5, 40, 35])]}
+            'outside.jpg': [(1, [40, 40, 50, 30]), (2, [70, 5, 20, 15]), (2, box)], 'negative.jpg': [(3, [-10, -5, 40, 35])],
+            'empty.jpg': []}                                                                # no annotation: a negative
     js = dict(categories=[dict(id=1, name='circle'), dict(id=2, name='square'), dict(id=3, name='triangle')],
               images=[dict(id=i, file_name=n) for i,n in enumerate(imgs)],
               annotations=[dict(id=100*i+j, image_id=i, category_id=c, bbox=b)
@@ -164,6 +171,7 @@ def test_api_dirty_voc_is_cleaned_named_once_and_trains(dirty):
     (files, targets), msg = _voc_warning(dirty)
     assert sorted(f.stem for f in files) == sorted(KEPT)
     for name,what in NAMED.items(): assert name in msg.split(what)[1].split('\n')[0], (name, what, msg)
+    assert f'kept {len(KEPT)} images (1 without objects: negatives)' in msg.splitlines()[0], msg
     t = dict(zip((f.stem for f in files), targets))
     assert t['flat'] == ([[8, 8, 40, 40]], ['triangle'])                              # both degenerate boxes dropped
     assert t['outside'] == ([[40, 40, 64, 64], [8, 8, 40, 40]], ['circle', 'square'])  # clipped; wholly outside dropped
@@ -192,17 +200,31 @@ def test_api_dirty_coco_is_cleaned_the_same_way(dirty, dirty_coco):
     t = dict(zip((f.stem for f in files), targets))
     assert t['flat'] == ([[8, 8, 40, 40]], ['triangle']) and t['negative'] == ([[0, 0, 30, 30]], ['triangle'])
     assert t['outside'] == ([[40, 40, 64, 64], [8, 8, 40, 40]], ['circle', 'square'])
-    assert coco_items(dirty_coco, dirty/'JPEGImages') == (files, targets)             # what ssd-train reads
+    cf, ct = coco_items(dirty_coco, dirty/'JPEGImages')                              # what ssd-train reads: the same, and
+    assert dict(zip(cf, ct)) == {**dict(zip(files, targets)), dirty/'JPEGImages'/'empty.jpg': ([], [])}  # the negative
+                                                                                     # (`get_annotations` lists no such image)
 
-def test_api_images_without_objects_train(src):
-    "Images without a box (from hand-made items: `voc_items` skips them) are all padding, even a whole batch of them"
-    (files, targets) = voc_items(src)
-    items = (files[:8], [([], [])]*4 + targets[4:8])
-    dls = ssd_dls(items, (files[8:10], targets[8:10]), size=64, bs=4, aug=False, shuffle=False)
-    assert dls.train.one_batch()[1].shape[1] == 0                                      # a batch with no box at all
-    learn = ssd_learner(dls, arch=tiny_resnet, pretrained=False, nh=32, **ANCHORS)
+def test_api_negatives_train_and_are_scored(tmp):
+    "Negatives (drawn by `make_shapes(p_empty=...)`, kept by `voc_items`) train and are scored, whole batches of them"
+    files, targets = voc_items(make_shapes(tmp/'negs', n=30, size=64, n_max=3, p_empty=0.4))
+    neg = [i for i,(b,_) in enumerate(targets) if not b]
+    pos = [i for i,(b,_) in enumerate(targets) if b]
+    assert len(neg) >= 6, len(neg)
+    pick = lambda ii: ([files[i] for i in ii], [targets[i] for i in ii])
+    tr, va = pick(neg[:4] + pos[:-2]), pick(pos[-2:] + neg[4:6])
+    dls = ssd_dls(tr, va, size=64, bs=2, aug=False, shuffle=False)
+    xb, bb, lb = dls.train.one_batch()
+    assert bb.shape == (2, 0, 4) and lb.dtype == torch.long                            # a batch with no box at all
+    learn = ssd_learner(dls, arch=tiny_resnet, pretrained=False, nh=32, metrics=MeanAP(), **ANCHORS)
+    _, cl, pos_mask = ssd_targets(bb, lb, learn.loss_func.anchors)
+    assert not pos_mask.any() and (cl == 0).all()                                       # every anchor background
+    loss = learn.loss_func(learn.model(xb), bb, lb)
+    assert torch.isfinite(loss) and loss > 0 and learn.loss_func.last['bbox'] == 0, learn.loss_func.last
     with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
-    assert all(torch.isfinite(torch.tensor(v)).all() for v in learn.recorder.values[-1][:2])
+    v = learn.recorder.values[-1]                                                       # train loss, valid loss, mAP
+    assert all(np.isfinite(v)) and 0 <= v[2] <= 1, v
+    rep = learn.error_report(show=False)
+    assert rep['images'] == 4 and rep['objects'] == sum(len(b) for b,_ in va[1])
 
 def test_api_label_not_in_the_vocab_of_a_saved_model(src, tmp):
     d = _voc(tmp/'hexagon', {'a': _ok(src, 0), 'b': [('hexagon', [8, 8, 40, 40]), ('circle', [1, 1, 20, 20])]}, src)
@@ -250,7 +272,7 @@ def test_cli_trains_on_dirty_coco(tmp, runs):
     w = [w for w in warned(err, 'ssd-train') if w.startswith(('clean_items(', 'coco_items('))]
     assert len(w) == 1 and all(n in w[0] for n in ('missing.jpg', 'truncated.jpg', 'flat.jpg', 'outside.jpg')), err
     m = json.loads((tmp/'run_coco'/'metrics.json').read_text())
-    assert m['settings']['n_train'] + m['settings']['n_valid'] == 10
+    assert m['settings']['n_train'] + m['settings']['n_valid'] == 11                    # empty.jpg: a negative
 
 def test_cli_refusals_are_one_line_naming_the_file(tmp, errors, dirty, runs, capsys, monkeypatch):
     assert runs['vocab'][0] == 0, runs['vocab'][2]

@@ -169,10 +169,10 @@ def test_yolo_by_hand(tmp, shapes):
     (d/'valid'/'labels'/'a.txt').write_text('1 0.5 0.5 1 1\n')
     (d/'data.yaml').write_text('train: ../train/images\nval: ../valid/images\nnc: 2\nnames: {0: cat, 1: dog}\n')  # Roboflow's
     (tr, va), ws = read(data_items, d)
-    assert tr[0] == [d/'train'/'images'/'a.jpg'] and tr[1][0][1] == ['cat', 'dog']
+    assert tr[0] == [d/'train'/'images'/'a.jpg', d/'train'/'images'/'nolabel.jpg'] and tr[1][0][1] == ['cat', 'dog']
     assert np.allclose(tr[1][0][0], [[24, 16, 40, 48], [6.4, 6.4, 12.8, 19.2]])
+    assert tr[1][1] == ([], []) and ws == []                                # no label file: a negative (Ultralytics' rule)
     assert va[1] == [([[0, 0, 64, 64]], ['dog'])]
-    assert len(ws) == 1 and 'images without objects (left), skipped: nolabel.jpg' in ws[0]
     assert _label_file(Path('data/images/train/images/x.png')) == Path('data/images/train/labels/x.txt')
     assert _label_file(Path('images/x.png')) == Path('labels/x.txt') and _label_file(Path('a/x.png')) == Path('a/x.txt')
 
@@ -182,8 +182,8 @@ def test_csv_by_hand(tmp, shapes):
     (d/'b.csv').write_text('Label,X1,Y1,X2,Y2,Image\ncat,1,2,30,40,0.jpg\n"dog",5,5,20,20,0.jpg\n,,,,,1.jpg\n'
                            'cat,0,0,10,10,2.jpg\n')
     (f, t), ws = read(csv_items, d/'b.csv', d/'imgs')
-    assert [o.name for o in f] == ['0.jpg', '2.jpg'] and t[0] == ([[1, 2, 30, 40], [5, 5, 20, 20]], ['cat', 'dog'])
-    assert len(ws) == 1 and 'images without objects (left), skipped: 1.jpg' in ws[0]      # a row with no box
+    assert [o.name for o in f] == ['0.jpg', '1.jpg', '2.jpg'] and t[0] == ([[1, 2, 30, 40], [5, 5, 20, 20]], ['cat', 'dog'])
+    assert t[1] == ([], []) and ws == []                                     # a row with no box: a negative
 
 def test_coco_gaps_crowd_and_get_annotations(tmp, shapes):
     items = voc_items(shapes)
@@ -232,7 +232,9 @@ DIRTY = {'ok0': None, 'ok1': None, 'ok2': None, 'ok3': None,           # None: t
          'flat': [('circle', [30, 10, 30, 50]), ('square', [10, 50, 40, 20]), ('triangle', BOX)],      # x2==x1, y2<y1
          'outside': [('circle', [40, 40, 90, 70]), ('square', [70, 5, 90, 20]), ('square', BOX)],    # partly, wholly
          'negative': [('triangle', [-10, -5, 30, 30])],
-         'hexagon': [('hexagon', BOX), ('circle', [1, 1, 20, 20])]}
+         'hexagon': [('hexagon', BOX), ('circle', [1, 1, 20, 20])],
+         'nothing': [],                                                  # no object: a negative, kept
+         'gone': [('circle', [70, 70, 90, 90])]}                         # every box dropped: skipped, not a negative
 VOCAB = ['circle', 'square', 'triangle']
 
 def dirty_items(shapes, d:Path):
@@ -264,19 +266,20 @@ NAMED = ('missing', 'flat', 'outside', 'negative', 'hexagon')
 def test_dirty_data_in_each_layout_is_cleaned_and_named_once(dirty, layout):
     (files, targets), ws = read(READERS[layout], dirty[layout], vocab=VOCAB)
     eps = 1e-3 if layout == 'yolo' else 0
-    assert sorted(f.stem for f in files) == sorted(k for k in DIRTY if k != 'missing')
-    assert len(ws) == 1, ws
+    assert sorted(f.stem for f in files) == sorted(k for k in DIRTY if k not in ('missing', 'gone'))
+    assert len(ws) == 1 and 'images (1 without objects: negatives)' in ws[0].splitlines()[0], ws
     for k,what in (('missing', 'missing'), ('flat', 'degenerate boxes'), ('outside', 'degenerate boxes'),
                    ('outside', 'partly outside the image, clipped'), ('negative', 'partly outside'),
-                   ('hexagon', 'label not in vocab, dropped')):
+                   ('hexagon', 'label not in vocab, dropped'), ('gone', 'every box was dropped, skipped (not negatives)')):
         line = next((l for l in ws[0].splitlines() if what in l), '')
         assert k in line, (layout, k, what, ws[0])
     t = dict(zip((f.stem for f in files), targets))
     for k,want in (('flat', ([BOX], ['triangle'])), ('outside', ([[40, 40, 64, 64], BOX], ['circle', 'square'])),
-                   ('negative', ([[0, 0, 30, 30]], ['triangle'])), ('hexagon', ([[1, 1, 20, 20]], ['circle']))):
+                   ('negative', ([[0, 0, 30, 30]], ['triangle'])), ('hexagon', ([[1, 1, 20, 20]], ['circle'])),
+                   ('nothing', ([], []))):
         assert t[k][1] == want[1] and np.allclose(t[k][0], want[0], atol=eps*64), (layout, k, t[k])
     tr, va = random_split((files, targets))
-    assert len(tr[0]) + len(va[0]) == len(DIRTY) - 1
+    assert len(tr[0]) + len(va[0]) == len(DIRTY) - 2
 
 def test_class_index_not_in_names(dirty, tmp):
     y = shutil.copytree(dirty['yolo'].parent, tmp/'yolo7')/'data.yaml'
@@ -319,6 +322,11 @@ def _errors(tmp, shapes):
     for k,w in (('voc', lambda d: to_voc(useless(), d)), ('csv', lambda d: to_csv(useless(), d/'u.csv')),
                 ('yolo', lambda d: to_yolo(useless(), d)), ('coco', lambda d: to_coco(useless(), d/'u.json'))):
         cases[f'{k}: no usable image'] = (READERS[k], w(e/f'useless_{k}'), 'No usable image in')
+    nothing = (lambda: ([shapes/'JPEGImages'/f'00000{i}.jpg' for i in (0, 1)], [([], [])]*2))  # negatives only
+    for k,w in (('voc', lambda d: to_voc(nothing(), d)), ('csv', lambda d: to_csv(nothing(), d/'n.csv')),
+                ('yolo', lambda d: to_yolo(nothing(), d, names=['circle']))):
+        cases[f'{k}: negatives only'] = (READERS[k], w(e/f'nothing_{k}'), '(2 images, all without objects)')
+    cases['coco: negatives only'] = (coco_items, to_coco(nothing(), e/'nothing_coco'/'n.json'), 'n.json: no annotated image')
     return cases
 
 def test_refusals_in_each_layout_are_one_line_naming_the_file(tmp, shapes):
@@ -328,6 +336,36 @@ def test_refusals_in_each_layout_are_one_line_naming_the_file(tmp, shapes):
         assert want in msg and '\n' not in msg, (case, msg)
         with pytest.raises(CLIError) as e2: data_items(path)                     # the same through the one way in
         assert want in str(e2.value), (case, str(e2.value))
+
+# ---- images without objects: negatives, in every layout
+
+@pytest.fixture(scope='module')
+def negative_layouts(tmp, shapes):
+    "The shapes with images 2, 5 and 9 annotated with no object, in every layout; the YOLO one without their label files"
+    f, t = raw_items(shapes)
+    d = layouts((f, [([], []) if i in (2, 5, 9) else o for i,o in enumerate(t)]), tmp/'neg_as')
+    for i in (5, 9): (d['yolo'][0]/'labels'/'train'/f'{f[i].stem}.txt').unlink()       # no label file: a negative too
+    return d
+
+@pytest.mark.parametrize('name', ['labelimg', 'beside', 'csv', 'yolo', 'coco'])
+def test_negatives_in_each_layout_are_kept_and_counted(shapes, negative_layouts, name, capsys):
+    path, reader, eps = negative_layouts[name]
+    got, ws = read(reader, path)
+    want = voc_items(shapes)
+    want = (want[0], [([], []) if i in (2, 5, 9) else o for i,o in enumerate(want[1])])
+    same_items(got, want, eps*64)
+    assert ws == []                                                            # a negative is no problem
+    with warnings.catch_warnings(): warnings.simplefilter('ignore', VOCWarning); r = describe(read_data(path))
+    assert r['train']['negatives'] + r['valid']['negatives'] == 3
+    assert r['train']['images'] + r['valid']['images'] == 12
+    assert 'images without objects (negatives)' in capsys.readouterr().out
+
+def test_ssd_data_counts_negatives(tmp, negative_layouts):
+    "`ssd-data`'s data.json has the negatives of each side"
+    from ssd_nbs.train import check_data
+    res = check_data(negative_layouts['yolo'][0], out=tmp/'neg_data')
+    d = json.loads((tmp/'neg_data'/'data.json').read_text())
+    assert d['train']['negatives'] + d['valid']['negatives'] == 3 and d['train'] == res['train']
 
 # ---- anchor coverage and fitted anchors (ssd_nbs.fit)
 

@@ -1,17 +1,20 @@
 """Do images without objects (negatives) lower background errors without hurting recall?
 
-    python bench/negatives.py                 # the run of bench/RESULTS.md: 2 arms x 3 seeds, about 2 CPU minutes each
-    python bench/negatives.py --quick         # a check that it runs: small sets, 1 epoch, 1 seed
+    python bench/negatives.py --jsonl runs.jsonl    # the run of bench/RESULTS.md: 3 arms x 3 seeds, 80 CPU s each
+    python bench/negatives.py --table runs.jsonl    # the table of the runs in that file (mean, min-max over seeds)
+    python bench/negatives.py --quick               # a check that it runs: small sets, 1 epoch, 1 seed
 
 The data: synthetic shapes (`make_shapes`, 64 px, 1 to 4 shapes an image) where only circles and squares are classes;
 triangles are clutter, drawn in the images but not annotated (a detector must learn to leave them alone). An image
 holding a circle or a square is a positive; an image holding only triangles is a negative of that very clutter,
 annotated with no object.
 
-Two arms, trained the same way (the shapes recipe: `tiny_resnet` from scratch, 64 px, one-cycle, one thread), with
-the same number of optimiser steps:
+Three arms, trained the same way (the shapes recipe: `tiny_resnet` from scratch, 64 px, one-cycle, one thread):
   * `positives`: the training positives alone;
-  * `+negatives`: the same positives and a share of negatives (20% of the images), fewer epochs (same steps).
+  * `+negatives`: the same positives and negatives (20% of the images), the same epochs (so 25% more steps): what a
+    user does who adds background images to a data set;
+  * `+negatives/same-steps`: the same images, fewer epochs, so the same number of optimiser steps as `positives`
+    (and 20% fewer passes over the positives).
 Both are scored on one held-out test set of positives and negatives: mAP@0.5; mAP of the positive images alone;
 recall of the objects at the model's score threshold (0.3); TIDE's background errors (`08c_report`'s
 `error_report`: count and dAP, detections from 0.05); and what a user sees, detections at 0.3 that are background
@@ -112,8 +115,12 @@ if __name__ == '__main__':
     p.add_argument('--epochs', type=int, default=20, help='epochs of the positives-only arm; the other gets the same steps')
     p.add_argument('--bs', type=int, default=32)
     p.add_argument('--data', default='/tmp/ssd_nbs_negatives', help='folder for the drawn shapes')
-    p.add_argument('--out', default=None, help='JSON file for the results')
+    p.add_argument('--arms', default='positives,+negatives,+negatives/same-steps', help='comma-separated, of these three')
+    p.add_argument('--jsonl', default=None, help='append each run, as one JSON line, to this file')
+    p.add_argument('--table', default=None, metavar='JSONL', help='print the table of the runs in this file, train nothing')
     a = p.parse_args()
+    if a.table:
+        print(table([json.loads(l) for l in Path(a.table).read_text().splitlines() if l.strip()])); sys.exit()
     torch.set_num_threads(1)
     n_train, n_neg, n_test, n_test_neg = (64, 16, 32, 8) if a.quick else (800, 200, 300, 80)
     data = make_shapes(Path(a.data)/'shapes', n=2400, size=64, n_max=4, seed=7)
@@ -122,10 +129,14 @@ if __name__ == '__main__':
     ea = 1 if a.quick else a.epochs
     eb = max(1, round(ea * (n_train // a.bs) / ((n_train + n_neg) // a.bs)))   # the same number of steps
     seeds = [0] if a.quick else [int(o) for o in a.seeds.split(',')]
-    print(f'# test: {n_test} positives, {n_test_neg} negatives; positives-only {ea} epochs, +negatives {eb} epochs', flush=True)
-    res = []
+    print(f'# test: {n_test} positives, {n_test_neg} negatives; {ea} epochs, or {eb} for the same steps', flush=True)
+    arms = {'positives': (pos, ea), '+negatives': (both, ea), '+negatives/same-steps': (both, eb)}
+    res, info = [], machine_info()
     for s in seeds:
-        for arm,tr,e in (('positives', pos, ea), ('+negatives', both, eb)):
-            res.append(run(arm, tr, te, e, s, a.bs)); print(json.dumps(res[-1]), flush=True)
+        for arm in a.arms.split(','):
+            tr, e = arms[arm]
+            res.append(run(arm, tr, te, e, s, a.bs))
+            print(json.dumps(res[-1]), flush=True)
+            if a.jsonl:
+                with open(a.jsonl, 'a') as fh: fh.write(json.dumps({**res[-1], 'cpu': info['cpu'], 'git': info['git']}) + '\n')
     print(table(res))
-    if a.out: Path(a.out).write_text(json.dumps(dict(results=res, table=table(res), machine=machine_info()), indent=1))

@@ -312,7 +312,8 @@ def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
         if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
         if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
         fs.append(f); ts.append(t)
-    if not _has_box(ts): raise ValueError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
+    if not _has_box(ts):
+        raise ValueError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
     return fs, ts
 

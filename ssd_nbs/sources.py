@@ -35,7 +35,8 @@ def _finish(what:str, source, rows, vocab, issues)->tuple: # (files, targets)
     for f,objs,name,wh in rows:
         if (t := _clean_item(f, objs, vocab, name, issues, wh)) is None: continue
         files.append(f); targets.append(t)
-    if not _has_box(targets): raise CLIError(f'No usable image in {source}{_negs(targets)}; problems: {_problems(issues)}')
+    if not _has_box(targets):                                              # negatives alone: nothing to learn
+        raise CLIError(f'No usable image in {source}{_negs(targets)}; problems: {_problems(issues)}')
     if issues: _warn_issues(f'{what}({str(source)!r})', issues, files, targets)
     return files, targets
 

@@ -97,14 +97,15 @@ COLS = [('mAP', 'mAP@0.5', '.3f'), ('mAP_pos', 'mAP positives', '.3f'), ('recall
 
 def table(res:list)->str:
     "Markdown table: mean and spread (min-max) over the seeds of each arm"
-    out = ['| arm | train images (negatives) | steps | ' + ' | '.join(h for _,h,_ in COLS) + ' |', '|---' * (len(COLS)+3) + '|']
-    for arm in dict.fromkeys(r['arm'] for r in res):
+    out = ['| arm | seeds | train images (negatives) | steps | ' + ' | '.join(h for _,h,_ in COLS) + ' |', '|---' * (len(COLS)+4) + '|']
+    order = ['positives', '+negatives', '+negatives/same-steps']
+    for arm in sorted(dict.fromkeys(r['arm'] for r in res), key=lambda o: order.index(o) if o in order else len(order)):
         rs = [r for r in res if r['arm'] == arm]
         def cell(k, fmt):
             v = [r[k] for r in rs]
             m = format(statistics.mean(v), fmt)
             return m if len(v) == 1 else f"{m} ({format(min(v), fmt)}-{format(max(v), fmt)})"
-        out.append(f"| {arm} | {rs[0]['n_train']} ({rs[0]['n_train_neg']}) | {rs[0]['steps']} | "
+        out.append(f"| {arm} | {len(rs)} | {rs[0]['n_train']} ({rs[0]['n_train_neg']}) | {rs[0]['steps']} | "
                    + ' | '.join(cell(k, f) for k,_,f in COLS) + ' |')
     return '\n'.join(out)
 

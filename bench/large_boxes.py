@@ -32,6 +32,7 @@ from ssd_nbs.anchors import make_anchors, match_anchors, bbox_to_activ, activ_to
 from ssd_nbs.config import DATA
 from ssd_nbs.metrics import mean_ap
 from ssd_nbs.inference import detections
+from ssd_nbs.errors import tide_errors, delta_aps, KINDS
 from ssd_nbs.train import _learner, fit_run
 
 TEXTURES = ('stripes', 'dots', 'checks')
@@ -74,8 +75,18 @@ def _side(b): return ((b[...,2]-b[...,0])*(b[...,3]-b[...,1])).clamp(min=0).sqrt
 
 def _grid_of(grids, k): return torch.cat([torch.full((g*g*k,), g) for g in grids])
 
-def static(gt:torch.Tensor, grids, zooms, ratios, match_iou)->list: # one row per size bin
-    anc = make_anchors(grids, zooms, ratios); gi = _grid_of(grids, len(zooms)*len(ratios))
+def parse_spec(spec:str)->tuple: # 'Z' or 'Z@G:Z2' (Z2 on the grids of G cells or fewer) -> (Z, G, Z2)
+    z,_,rest = spec.partition('@')
+    g,_,z2 = rest.partition(':')
+    f = lambda o: tuple(float(v) for v in o.split(','))
+    return f(z), int(g) if g else 0, f(z2) if z2 else None
+
+def spec_anchors(spec:str, grids, ratios)->torch.Tensor: # the anchors of `make_anchors`, with the zooms of `spec` per grid
+    z,g0,z2 = parse_spec(spec)
+    return torch.cat([make_anchors((g,), z2 if z2 and g <= g0 else z, ratios) for g in grids])
+
+def static(gt:torch.Tensor, grids, spec, ratios, match_iou)->list: # one row per size bin
+    anc = spec_anchors(spec, grids, ratios); gi = _grid_of(grids, len(parse_spec(spec)[0])*len(ratios))
     iou,side,rows = box_iou(gt, anc), _side(gt), []
     m = match_anchors(gt[:,None], anc, match_iou)                          # (n, n_anc): each box alone in its image
     for lo,hi in BINS:
@@ -113,7 +124,14 @@ def trained(learn, score_thresh:float=0.3)->dict:
                     rows.append(dict(side=float(_side(g[j])), iou=float(iou[j,a]), iou_raw=float(iou_raw[j,a]),
                                      ratio=float(_side(boxes[i,a])/_side(g[j])), grid=int(gi[a]),
                                      nms_worse=bool(iou[j,a] < 0.5 and sj[a] > score_thresh and good.any())))
-    return dict(mAP=mean_ap(preds, tgts)[0], rows=rows)
+    errs = tide_errors(preds, tgts)
+    d,g = errs['det'],errs['gt']
+    loc = (d['kind'] == KINDS.index('Loc')) & (d['gt'] >= 0)                  # localisation errors and their objects
+    r = _side(d['box'][loc]) / _side(g['box'][d['gt'][loc]])
+    big = _side(g['box'][d['gt'][loc]]) >= 0.4
+    return dict(mAP=mean_ap(preds, tgts)[0], rows=rows, dAP={k: round(v, 3) for k,v in delta_aps(errs)['dAP'].items()},
+                loc=dict(n=int(loc.sum()), too_small=int((r < 1).sum()), large_objects=int(big.sum()),
+                         large_too_small=int((r[big] < 1).sum())))
 
 def squish_check(path, size:int)->float: # largest error, in [-1,1], of the boxes of non-square images through `ssd_dls`
     from ssd_nbs.data import ssd_dls
@@ -145,7 +163,8 @@ p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument('--quick', action='store_true', help='40 images, 2 epochs: a check that it runs')
 p.add_argument('--n', type=int, default=400); p.add_argument('--epochs', type=int, default=10)
 p.add_argument('--size', type=int, default=160)
-p.add_argument('--zooms', nargs='+', default=['0.7,1,1.3', '1,1.3,2'], help='zoom sets to train, each a run')
+p.add_argument('--zooms', nargs='+', default=['0.7,1,1.3', '1,1.3,2', '0.7,1,1.3@3:1,1.3,2', '1,1.3,2@3:0.7,1,1.3'],
+               help="zoom sets to train, each a run: 'Z', or 'Z@G:Z2' for the zooms Z2 on the grids of G cells or fewer")
 p.add_argument('--data', default='/tmp/ssd_large_boxes', help='folder for the images')
 p.add_argument('--out', default=None, help='JSON file for the results')
 a = p.parse_args()
@@ -159,18 +178,20 @@ print(f'{a.n} images, {len(gt)} objects; side (sqrt area) percentiles 0/5/50/95/
 res = dict(n=a.n, size=a.size, epochs=a.epochs, static={}, runs={}, machine=machine_info(), squish_error=squish_check(a.data, a.size))
 print(f"the squish: boxes of 70% of non-square images (16:9, 9:16, 4:3, 3:4) through `ssd_dls`: largest error {res['squish_error']:.4f} (in [-1,1])")
 for z in a.zooms:
-    cfg = replace(DATA, size=a.size, zooms=z, epochs=a.epochs).with_pretrained()
+    cfg = replace(DATA, size=a.size, zooms=parse_spec(z)[0], epochs=a.epochs).with_pretrained()
     set_seed(42)
     c0 = time.process_time()
     learn = _learner(tr, va, cfg)
     grids = learn.model.cfg.grids
-    res['static'][z] = static(gt, grids, cfg.zooms, cfg.ratios, cfg.match_iou)
+    learn.loss_func.anchors = spec_anchors(z, grids, cfg.ratios)            # the same number of anchors a cell
+    res['static'][z] = static(gt, grids, z, cfg.ratios, cfg.match_iou)
     with learn.no_bar(), learn.no_logging():
         fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, 0, [], None, cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     cpu = time.process_time() - c0
     t = trained(learn, cfg.score_thresh)
-    res['runs'][z] = dict(grids=list(grids), mAP=t['mAP'], cpu_seconds=round(cpu, 1), bins=by_bin(t['rows']))
-    print(f'zooms {z}: grids {grids}, mAP@0.5 {t["mAP"]:.3f}, {cpu:.0f} CPU s', flush=True)
+    res['runs'][z] = dict(grids=list(grids), mAP=t['mAP'], cpu_seconds=round(cpu, 1), bins=by_bin(t['rows']), dAP=t['dAP'], loc=t['loc'])
+    print(f'zooms {z}: grids {grids}, mAP@0.5 {t["mAP"]:.3f}, {cpu:.0f} CPU s; delta AP (TIDE) {t["dAP"]}; '
+          f'localisation errors {t["loc"]}', flush=True)
 
 print('\n| zooms | object side | objects | best anchor IoU | reach no anchor (IoU 0.4) | anchors matched | of them on 1x1 | largest log-size activation |')
 print('|---|---|---|---|---|---|---|---|')

@@ -83,7 +83,7 @@ def parse_spec(spec:str)->tuple: # 'Z' or 'Z@G:Z2' (Z2 on the grids of G cells o
 
 def spec_anchors(spec:str, grids, ratios)->torch.Tensor: # the anchors of `make_anchors`, with the zooms of `spec` per grid
     z,g0,z2 = parse_spec(spec)
-    return torch.cat([make_anchors((g,), z2 if z2 and g <= g0 else z, ratios) for g in grids])
+    return make_anchors(grids, tuple(z2 if z2 and g <= g0 else z for g in grids), ratios)
 
 def static(gt:torch.Tensor, grids, spec, ratios, match_iou)->list: # one row per size bin
     anc = spec_anchors(spec, grids, ratios); gi = _grid_of(grids, len(parse_spec(spec)[0])*len(ratios))

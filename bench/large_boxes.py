@@ -105,7 +105,7 @@ def trained(learn, score_thresh:float=0.3)->dict:
     lf,cfg = learn.loss_func, learn.model.cfg
     gi = _grid_of(cfg.grids, cfg.k)
     dl = learn.dls.valid.new(shuffle=False, drop_last=False)
-    learn.model.eval(); rows,preds,tgts = [],[],[]
+    learn.model.eval(); rows,preds,tgts,decoded = [],[],[],[]
     with torch.no_grad():
         for xb,bb,lb in dl:
             bb,lb = bb.as_subclass(torch.Tensor), lb.as_subclass(torch.Tensor)
@@ -113,6 +113,7 @@ def trained(learn, score_thresh:float=0.3)->dict:
             preds += detections(out, lf, 0.01, lf.nms_iou, lf.max_det)
             tgts += [(b[l > 0], l[l > 0]) for b,l in zip(bb, lb)]
             boxes,scores = lf.activation(out)                               # clamped to the image
+            decoded.append(boxes)
             raw = activ_to_bbox(plain_act(out), lf.anchors)                 # not clamped
             for i in range(len(xb)):
                 g,l = bb[i][lb[i] > 0], lb[i][lb[i] > 0]
@@ -129,7 +130,14 @@ def trained(learn, score_thresh:float=0.3)->dict:
     loc = (d['kind'] == KINDS.index('Loc')) & (d['gt'] >= 0)                  # localisation errors and their objects
     r = _side(d['box'][loc]) / _side(g['box'][d['gt'][loc]])
     big = _side(g['box'][d['gt'][loc]]) >= 0.4
+    decoded = torch.cat(decoded)                                            # (n_img, n_anc, 4): find each error's anchor
+    def by_grid(kind): # the grids of the anchors of the errors of `kind`, and their median score
+        k = d['kind'] == KINDS.index(kind)
+        a = [int((decoded[i] - b).abs().sum(-1).argmin()) for i,b in zip(d['img'][k], d['box'][k])]
+        return dict(n=int(k.sum()), grids={g: int((gi[a] == g).sum()) for g in cfg.grids} if a else {},
+                    median_score=round(float(d['score'][k].median()), 3) if a else None)
     return dict(mAP=mean_ap(preds, tgts)[0], rows=rows, dAP={k: round(v, 3) for k,v in delta_aps(errs)['dAP'].items()},
+                errors_by_grid={K: by_grid(K) for K in ('Cls', 'Loc')},
                 loc=dict(n=int(loc.sum()), too_small=int((r < 1).sum()), large_objects=int(big.sum()),
                          large_too_small=int((r[big] < 1).sum())))
 
@@ -189,9 +197,10 @@ for z in a.zooms:
         fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, 0, [], None, cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     cpu = time.process_time() - c0
     t = trained(learn, cfg.score_thresh)
-    res['runs'][z] = dict(grids=list(grids), mAP=t['mAP'], cpu_seconds=round(cpu, 1), bins=by_bin(t['rows']), dAP=t['dAP'], loc=t['loc'])
+    res['runs'][z] = dict(grids=list(grids), mAP=t['mAP'], cpu_seconds=round(cpu, 1), bins=by_bin(t['rows']), dAP=t['dAP'], loc=t['loc'],
+                          errors_by_grid=t['errors_by_grid'])
     print(f'zooms {z}: grids {grids}, mAP@0.5 {t["mAP"]:.3f}, {cpu:.0f} CPU s; delta AP (TIDE) {t["dAP"]}; '
-          f'localisation errors {t["loc"]}', flush=True)
+          f'localisation errors {t["loc"]}; errors by grid {t["errors_by_grid"]}', flush=True)
 
 print('\n| zooms | object side | objects | best anchor IoU | reach no anchor (IoU 0.4) | anchors matched | of them on 1x1 | largest log-size activation |')
 print('|---|---|---|---|---|---|---|---|')

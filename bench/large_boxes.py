@@ -1,6 +1,6 @@
 """Are the boxes of large objects too small? A stand-in for natural photos with one large object each, measured candidate by candidate.
 
-    python bench/large_boxes.py                 # the run of bench/RESULTS.md: 2 trainings of ~2 CPU minutes, one thread
+    python bench/large_boxes.py                 # the run of bench/RESULTS.md: 4 trainings of ~2 CPU minutes, one thread
     python bench/large_boxes.py --quick         # 40 images, 2 epochs: a check that it runs
 
 The stand-in: 400 images of 160 px (80% to train, the last 20% to validate), each a noise, gradient or stripes
@@ -13,8 +13,9 @@ Measured without training, on every box of the set (the anchors of `DATA`'s grid
 the best IoU of each object with an anchor, the share that reach no anchor at the matching IoU (0.4), the anchors
 matched per object and their grids, and the largest log-size activation a matched anchor needs (the clamp of
 `activ_to_bbox` is `log(62.5)/0.2 = 20.7`).
-Measured after training `DATA` (EfficientNet-Lite0 cut at stride 8, 160 px, 10 epochs) with the course's zooms and
-with the fitted ones (1, 1.3, 2): mAP@0.5, and for each validation object the detection that scores highest for
+Measured after training `DATA` (EfficientNet-Lite0 cut at stride 8, 160 px, 10 epochs) with four zoom sets (the
+course's, the fitted 1, 1.3, 2, and the fitted ones on the grids of 3 cells or fewer only, or on the finer ones
+only): mAP@0.5, TIDE's delta APs, the grids of the class and localisation errors, and for each validation object the detection that scores highest for
 its class among those overlapping it (IoU > 0.1): its IoU, its size over the object's (sqrt of the areas' ratio),
 the grid of its anchor; the same with the decode's clamp to the image left out; and how often NMS's choice (the top
 score) has IoU < 0.5 while another candidate over the score threshold has IoU >= 0.5."""

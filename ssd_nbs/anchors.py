@@ -15,13 +15,16 @@ __all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'anchor_code', 'enc
 
 # %% ../nbs/03_anchors.ipynb #6
 def make_anchors(grids=(4,), # grid sizes, e.g. (4,2,1)
-                 zooms=(1.,), # anchor size relative to the cell
+                 zooms=(1.,), # anchor sizes relative to the cell; or one tuple of them per grid, all of one length
                  ratios=((1.,1.),), # (width, height) multipliers
                 )->Tensor: # (n_anchors, 4) anchors x1y1x2y2 in [-1,1]
     "Anchor boxes for every cell of every grid, in the order the SSD head flattens its outputs"
-    wh = torch.tensor([[z*rw, z*rh] for z in zooms for rw,rh in ratios])       # (k, 2)
+    per_grid = isinstance(zooms[0], (tuple, list))
+    if per_grid and (len(zooms) != len(grids) or len({len(z) for z in zooms}) != 1):
+        raise ValueError(f'zooms per grid: one tuple for each of the {len(grids)} grids, all of one length; got {zooms}')
     res = []
-    for g in grids:
+    for g,zs in zip(grids, zooms if per_grid else [zooms]*len(grids)):
+        wh = torch.tensor([[z*rw, z*rh] for z in zs for rw,rh in ratios])      # (k, 2)
         c = (torch.arange(g) + 0.5) * 2/g - 1                                   # (g,) cell centres
         cy,cx = torch.meshgrid(c, c, indexing='ij')                             # (g, g) each, row-major
         ctr = torch.stack([cx,cy], -1).view(g*g, 1, 2).expand(g*g, len(wh), 2)  # (g*g, k, 2)

@@ -112,3 +112,11 @@ def test_ssd_loss_finite_on_all_padding_and_extreme_activations(bs, n_gt, scale,
         loss = SSDLoss(anc, gamma=gamma)(preds, bb, lbl)
         g = torch.autograd.grad(loss, preds)
         assert loss.isfinite() and all(t.isfinite().all() for t in g), (scale, loss)
+
+@given(boxes(1, 8), st.integers(0, 2**31 - 1))
+def test_decode_clamp_never_lowers_iou_with_a_box_in_the_image(gt, seed):
+    "`SSDLoss.activation` clamps the decoded boxes to the image: that cuts only what lies outside, so no box inside gets a worse IoU"
+    anc = make_anchors((2, 1), (0.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.)))
+    act = torch.randn(1, len(anc), 4, generator=torch.Generator().manual_seed(seed)) * 3
+    clamped,_ = SSDLoss(anc).activation((act, torch.zeros(1, len(anc), 2)))
+    assert (box_iou(gt, clamped[0]) >= box_iou(gt, activ_to_bbox(act, anc)[0]) - 1e-5).all()

@@ -11,11 +11,9 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # fastai's import: noise on stderr
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
-from .core import CLIError
-from .config import SSDConfig, RECIPES
-from .train import train, check_data
-from .layouts import LAYOUTS
-from .detector import predict_files
+from .files import CLIError
+from .predict import predict_files                                  # numpy and PIL: PyTorch only for its engine
+# Each command imports what it runs: ssd-train and ssd-data the training side (fastai), ssd-export PyTorch.
 
 # %% auto #0
 __all__ = ['add_options', 'cli_parser', 'recipe_parser', 'train_parser', 'ssd_train', 'train_main', 'ssd_data', 'data_main',
@@ -77,10 +75,10 @@ def _run(func, prog:str, argv=None, parser=None):
             print(f'{prog}: interrupted', file=sys.stderr); sys.exit(130)
 
 # %% ../nbs/13_cli.ipynb #386ed078
-_CONFIG = [f.name for f in fields(SSDConfig)]
-
 def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     "A parser of `--recipe`, the options of `func` (`train`, `check_data`), then every setting of `SSDConfig`"
+    from ssd_nbs.config import SSDConfig, RECIPES
+    from ssd_nbs.layouts import LAYOUTS
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
     p.add_argument('--recipe', choices=list(RECIPES), default=None,
                    help="the recipe the other options change (default: 'data' with --data, else 'shapes')")
@@ -92,14 +90,18 @@ def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     return p
 
 def _recipe(recipe:str|None, kwargs:dict)->SSDConfig: # the recipe, changed by the config options given; they leave `kwargs`
+    from ssd_nbs.config import SSDConfig, RECIPES
     if recipe is None: recipe = 'data' if kwargs.get('data') is not None else 'shapes'   # real images: a body that sees
-    given = {k: kwargs.pop(k) for k in _CONFIG if k in kwargs}
+    given = {k: kwargs.pop(k) for k in [f.name for f in fields(SSDConfig)] if k in kwargs}
     return replace(RECIPES[recipe], **{k: v for k,v in given.items() if v is not None})
 
-def train_parser()->argparse.ArgumentParser: return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
+def train_parser()->argparse.ArgumentParser:
+    from ssd_nbs.train import train
+    return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
 
 def ssd_train(recipe=None, **kwargs):
     "Train an SSD object detector; write model.safetensors, metrics.json and predictions.png into --out"
+    from ssd_nbs.train import train
     res = train(cfg=_recipe(recipe, kwargs), **kwargs)
     if res is None: return                                                 # not the main process of a distributed run
     print(f"mAP@0.5 {res['mAP']:.3f} ({', '.join(f'{k} {v:.3f}' for k,v in res['per_class'].items())}) in "
@@ -112,10 +114,12 @@ def train_main(argv=None):
 # %% ../nbs/13_cli.ipynb #6c64e2b6
 def ssd_data(recipe=None, **kwargs):
     "Read a data set and train nothing: what it holds, and how well the anchors cover its boxes; data.json and boxes.png in --out"
+    from ssd_nbs.train import check_data
     check_data(cfg=_recipe(recipe, kwargs), **kwargs)
 
 def data_main(argv=None):
     "The `ssd-data` command"
+    from ssd_nbs.train import check_data
     _run(ssd_data, 'ssd-data', argv, recipe_parser(check_data, 'ssd-data', ssd_data.__doc__))
 
 # %% ../nbs/13_cli.ipynb #a5df0082

@@ -13,14 +13,13 @@ from torch import nn, Tensor
 from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
-from fastai.vision.all import imagenet_stats
 from .core import CLIError, atomic_path, first_line
 from .anchors import activ_to_bbox
-from .detector import Detector
+from .detector import Detector, STATS
+from .predict import EXPORT_FORMAT, _JSON, NeedsExtra, _need, OnnxDetector, preprocess
 
 # %% auto #0
-__all__ = ['EXPORT_FORMAT', 'OPSET', 'NMSOp', 'SSDExport', 'NeedsExtra', 'onnx_metadata', 'export_onnx', 'export_detector',
-           'preprocess', 'OnnxDetector']
+__all__ = ['OPSET', 'NMSOp', 'SSDExport', 'onnx_metadata', 'export_onnx', 'export_detector']
 
 # %% ../nbs/12_deploy.ipynb #8
 class NMSOp(torch.autograd.Function):
@@ -78,16 +77,7 @@ def forward(self:SSDExport, images:Tensor): # boxes (n, max_det, 4) in [0,1], sc
     return (*res, ok.sum(1))
 
 # %% ../nbs/12_deploy.ipynb #17
-EXPORT_FORMAT = 'ssd_nbs.onnx/1'  # the `format` entry of an exported file's metadata
-_JSON = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
 OPSET = 20                        # the newest opset of `torch.onnx.export`'s TorchScript exporter
-
-class NeedsExtra(CLIError, ImportError):
-    "An optional package is missing: a `CLIError` (one line from the commands) and an `ImportError`"
-
-def _need(mod:str): # import `mod`, or say in one line how to get it
-    try: return __import__(mod)
-    except ImportError: raise NeedsExtra(f'{mod} is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)') from None
 
 def _version(mod:str):
     try: return __import__(mod).__version__
@@ -95,7 +85,7 @@ def _version(mod:str):
 
 # %% ../nbs/12_deploy.ipynb #18
 def onnx_metadata(vocab:list, size:int, score_thresh:float, nms_iou:float, max_det:int, opset:int,
-                  stats=imagenet_stats)->dict: # str -> str, for the file's `metadata_props`
+                  stats=STATS)->dict: # str -> str, for the file's `metadata_props`
     "What a reader of the exported file needs: classes, input, normalisation, decoding, versions"
     d = dict(format=EXPORT_FORMAT, classes=[str(o) for o in vocab], size=size, mean=list(stats[0]), std=list(stats[1]),
              score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, opset=opset, onnx=_version('onnx'),
@@ -139,59 +129,3 @@ def export_detector(det:Detector, # e.g. `load_detector('ssd_run/model.safetenso
                     opset:int=OPSET)->Path:
     "Export `det` as one ONNX file, with the decoding settings of its config unless given"
     return export_onnx(det.model, det.loss_func.anchors, det.vocab, dest, *det.settings(score_thresh, nms_iou, max_det), opset)
-
-# %% ../nbs/12_deploy.ipynb #27
-def preprocess(ims:list, # PIL images
-               size:int, mean, std, # input side; normalisation, per channel
-              )->np.ndarray: # (n, 3, size, size) float32
-    "PIL images -> a normalised batch, as `ssd_dls` and `Detector` make them: squish-resize, /255, (x-mean)/std"
-    x = np.stack([np.asarray(im.convert('RGB').resize((size, size), Image.BILINEAR)) for im in ims])  # (n, size, size, 3)
-    x = (x.astype(np.float32)/255 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-# %% ../nbs/12_deploy.ipynb #28
-class OnnxDetector:
-    "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
-    def __init__(self, fname, # an .onnx file from `export_onnx`
-                 threads:int|None=None): # onnxruntime's intra-op threads (None: as many as PyTorch's, `torch.get_num_threads()`)
-        ort = _need('onnxruntime')
-        if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
-        so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or torch.get_num_threads(),1
-        try: self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
-        except Exception as e:
-            raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
-        self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
-        if self.meta.get('format') != EXPORT_FORMAT:
-            raise CLIError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
-        self.vocab,self.size = self.meta['classes'],self.meta['size']
-    def run(self, x:np.ndarray)->list: return self.sess.run(None, {'images': x})   # boxes, scores, labels, num_dets
-
-# %% ../nbs/12_deploy.ipynb #29
-@patch
-def settings(self:OnnxDetector, score_thresh=None, nms_iou=None, max_det=None)->tuple: # (score_thresh, nms_iou, max_det)
-    "The file's decoding settings, or a higher threshold and fewer detections applied after it; NMS's IoU is the file's"
-    m,again = self.meta, 'export the model again (ssd-export) with that'
-    if nms_iou is not None and nms_iou != m['nms_iou']: raise CLIError(f"nms_iou {nms_iou}: this file does NMS at IoU {m['nms_iou']}; {again}")
-    if score_thresh is not None and score_thresh < m['score_thresh']:
-        raise CLIError(f"score_thresh {score_thresh}: this file keeps scores above {m['score_thresh']}; {again}")
-    if max_det is not None and max_det > m['max_det']: raise CLIError(f"max_det {max_det}: this file keeps at most {m['max_det']}; {again}")
-    return (m['score_thresh'] if score_thresh is None else score_thresh), m['nms_iou'], (m['max_det'] if max_det is None else max_det)
-
-# %% ../nbs/12_deploy.ipynb #31
-@patch
-def __call__(self:OnnxDetector, ims:list, # PIL images
-             score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # None: the file's
-             bs:int=16,
-             sizes:list|None=None, # (width, height) to give each image's boxes in pixels of; default: the image's
-            )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores (n,)
-    "Detections of each image of `ims`, as `Detector.__call__` gives them"
-    thresh,_,max_det = self.settings(score_thresh, nms_iou, max_det)
-    res,sizes = [], sizes or [im.size for im in ims]
-    for i in range(0, len(ims), bs):
-        boxes,scores,labels,num = self.run(preprocess(ims[i:i+bs], self.size, self.meta['mean'], self.meta['std']))
-        for wh,b,s,l,n in zip(sizes[i:i+bs], boxes, scores, labels, num):
-            n = min(n, max_det, int((s > thresh).sum()))                     # best first: the first n rows
-            wh = torch.tensor([*wh, *wh]).float()                             # w, h, w, h
-            px = torch.minimum((torch.from_numpy(b[:n])*wh).clamp(min=0), wh)  # (n, 4) [0,1] -> pixels
-            res.append(dict(boxes=px, labels=[self.vocab[int(o)] for o in l[:n]], scores=torch.from_numpy(s[:n])))
-    return res

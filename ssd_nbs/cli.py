@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_cli.ipynb #708bd2eb
 from __future__ import annotations
-import sys, inspect, shutil, argparse, warnings
+import sys, json, inspect, shutil, argparse, warnings
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
@@ -147,17 +147,37 @@ def predict_main(argv=None):
     _run(ssd_predict, 'ssd-predict', argv)
 
 # %% ../nbs/13_cli.ipynb #e1a2b3c4
+def _run_valid(model:Path)->tuple: # (files, targets) of the validation images of the run that wrote `model`
+    mj = model.parent/'metrics.json'
+    s = json.loads(mj.read_text()).get('settings', {}) if mj.is_file() else {}
+    if not s.get('data'): raise CLIError(f'--int8: give --calib IMAGES ({mj} does not name the data of the run)')
+    from ssd_nbs.layouts import read_data
+    return read_data(s['data'], s.get('format', 'auto'), s.get('images'), s.get('seed', 42)).valid
+
 def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-train
                onnx:str=None, # the ONNX file to write (default: MODEL with the suffix .onnx)
                score_thresh:float=None, # the file keeps detections scoring above this (default: the model's)
                nms_iou:float=None, # non-maximum suppression IoU (default: the model's)
                max_det:int=None, # at most this many detections per image (default: the model's)
+               int8:bool=False, # also write ONNX_int8.onnx, the network quantized to int8 (onnxruntime's static quantization)
+               calib:str=None, # images (a folder or files) to calibrate int8 on (default: the validation images of the model's run)
+               n_calib:int=64, # at most this many calibration images
+               val:str=None, # a data set: print the mAP@0.5 of the float and int8 files on its validation images
               ):
     "Export a model from ssd-train as one ONNX file (network, decoding, NMS), for onnxruntime and ssd-predict --engine onnx"
     from ssd_nbs.detector import load_detector
-    from ssd_nbs.deploy import export_detector
+    from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map
+    from ssd_nbs.predict import image_files
     dest = export_detector(load_detector(model), onnx or Path(model).with_suffix('.onnx'), score_thresh, nms_iou, max_det)
     print(f'wrote {dest} ({dest.stat().st_size/1e6:.1f} MB); run it with ssd-predict --engine onnx {dest} IMAGES')
+    if not int8: return
+    files = image_files(calib) if calib else _run_valid(Path(model))[0]
+    q = quantize_onnx(dest, dest.with_name(dest.stem + '_int8.onnx'), files[:n_calib])
+    print(f'wrote {q} ({q.stat().st_size/1e6:.1f} MB), int8, calibrated on {min(len(files), n_calib)} images')
+    if val:
+        from ssd_nbs.layouts import read_data
+        items = read_data(val).valid
+        print(f'mAP@0.5 on {len(items[0])} validation images of {val}: float {onnx_map(dest, items):.3f}, int8 {onnx_map(q, items):.3f}')
 
 def export_main(argv=None):
     "The `ssd-export` command"

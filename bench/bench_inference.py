@@ -56,6 +56,21 @@ def startup(models:dict, one:Path, tmp:Path, rounds:int)->list:
         r['x_bare'] = r['cpu']/base['cpu']
     return rows
 
+PARTS = """import sys, time; t0 = time.process_time()
+import ssd_nbs.cli; t1 = time.process_time()
+from ssd_nbs.predict import OnnxDetector, read_image, draw_preds
+d = OnnxDetector(sys.argv[1], threads=1); t2 = time.process_time()
+im, wh = read_image(sys.argv[2]); t3 = time.process_time()
+p = d([im])[0]; t4 = time.process_time()
+draw_preds(im, p, sys.argv[3], d.vocab); t5 = time.process_time()
+print(t1-t0, t2-t1, t3-t2, t4-t3, t5-t4)"""
+
+def startup_parts(fn:Path, one:Path, tmp:Path, rounds:int)->dict:
+    "Where the onnx engine's start-up goes, CPU seconds in a new process (median): import, session, read, detect, draw"
+    runs = [subprocess.run([PY, '-c', PARTS, str(fn), str(one), str(tmp/'parts.png')], env=ENV, capture_output=True,
+                           text=True).stdout.split() for _ in range(rounds)]
+    return {k: med([float(r[i]) for r in runs]) for i,k in enumerate(('import', 'session', 'read', 'detect', 'draw'))}
+
 def modules_loaded(code:str)->list:
     r = subprocess.run([PY, '-c', code + "; import sys; print(sorted({m.split('.')[0] for m in sys.modules} & "
                         "{'torch', 'torchvision', 'fastai', 'matplotlib', 'timm', 'pandas', 'onnxruntime'}))"],
@@ -142,6 +157,8 @@ def main():
     print('\nstart-up, CPU seconds (user + system) of a new process, median of the rounds taken in turns; one thread\n')
     print(table(su, [('what', 'command'), ('cpu', 'CPU s'), ('runs', 'runs'), ('x_bare', 'x its bare import'), ('rss', 'peak RSS (MB)')],
                 dict(cpu='.2f', x_bare='.2f', rss='.0f')), flush=True)
+    parts = startup_parts(models['onnx'], one, tmp, 3)
+    print('\nthe onnx engine in a new process, CPU s (median of 3): ' + ', '.join(f'{k} {v:.3f}' for k,v in parts.items()), flush=True)
     fo = folder(models, valid[0], tmp)
     print(f'\nssd-predict on a folder of {len(valid[0])} BCCD test images (640x480; reading, detecting, drawing, writing)\n')
     print(table(fo, [('engine', 'engine'), ('images', 'images'), ('cpu', 'CPU s'), ('img_s', 'images per CPU s'), ('rss', 'peak RSS (MB)')],
@@ -161,7 +178,7 @@ def main():
     mp = maps(models, valid)
     print(f"\nmAP@0.5 on {len(valid[0])} BCCD test images (the file's score threshold {det.cfg.score_thresh}): "
           f"float {mp['onnx']:.3f}, int8 {mp['int8']:.3f} (difference {mp['int8']-mp['onnx']:+.3f})")
-    write_json(args.json, dict(bench='inference', machine=info, quick=args.quick, model=str(src), loaded=loaded, startup=su,
+    write_json(args.json, dict(bench='inference', machine=info, quick=args.quick, model=str(src), loaded=loaded, startup=su, startup_parts=parts,
                                folder=fo, network_ms=ms, profile=prof, mAP=mp))
 
 if __name__ == '__main__': main()

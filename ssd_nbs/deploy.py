@@ -111,7 +111,7 @@ def fold_pads(m, # an ONNX `ModelProto`, changed in place
     names = [n.input[1] for n in pads] + sorted(vals)
     probe.graph.output.extend([_need('onnx').helper.make_empty_tensor_value_info(o) for o in names])
     got = dict(zip(names, ort.InferenceSession(probe.SerializeToString(), providers=['CPUExecutionProvider']).run(
-        names, {g.input[0].name: np.zeros((1, 3, size, size), np.float32)})))
+        names, {g.input[0].name: np.zeros((g.input[0].type.tensor_type.shape.dim[0].dim_value or 1, 3, size, size), np.float32)})))
     k = 0
     for n in pads:
         p = got[n.input[1]].tolist()                                          # (begin of each dim, end of each dim)

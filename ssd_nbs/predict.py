@@ -71,7 +71,7 @@ def draw_preds(im, pred:dict, dest, vocab=None, # `vocab`: class names, for the 
         d.rectangle(list(b + [-1,-1,1,1]), outline='black', width=4)
         d.rectangle(list(b), outline=_color(l, vocab), width=2)
         d.text((b[0]+3, b[1]+2), f'{l} {float(sc):.2f}', fill=_color(l, vocab), stroke_width=1, stroke_fill='black')
-    with atomic_path(dest) as t: pic.save(t, format='png')
+    with atomic_path(dest) as t: pic.save(t, format='png', compress_level=1)   # 5x faster than the default 6, 1.2x the bytes
 
 def _out_names(files)->list:
     "`<stem>_pred.png` for each file, numbered when stems repeat"

@@ -1,187 +1,184 @@
 #!/usr/bin/env python
-"""Inference: milliseconds per image on CPU of the `ssd-train` default model (64 px) and of the BCCD recipe's (320 px),
-batch 1 and batch 16, on 1 and 2 threads: PyTorch eager, the same detector exported to ONNX and run by onnxruntime,
-and torchvision's `ssdlite320_mobilenet_v3_large` at the same sizes.
+"""Detecting without the training stack, measured side by side in one run, one thread (OMP_NUM_THREADS=1):
 
-    python bench/bench_inference.py [--quick] [--json out.json] [--thread-counts 1,2]
+    python bench/bench_inference.py --model ssd_run/model.safetensors [--rounds 3] [--json out.json]
+    python bench/bench_inference.py --quick          # a random-weight BCCD-recipe model (also without --model); checks that it runs
 
-From a batch of normalised image tensors to detections: the network, then decoding and non-maximum suppression
-(ssd_nbs eager: `loss_func.activation` + `decode_preds`; onnxruntime: the file of `export_onnx`, whose graph holds
-both; SSDlite: its own transform and post-processing), all with score threshold 0.3 (the `ssd-predict` default) and
-at most 100 detections per image; random weights (so the detections are few for all; the network dominates). Image
-decoding and resizing are not timed. `--quick` (what CI runs): 64 px, batch 1, one thread, 3 batches each, and a check
-that onnxruntime gives the eager detections; its numbers are rough. The threads of each row are set for PyTorch and
-onnxruntime alike (the header's count is only the starting one).
+1. Start-up: `ssd-predict` on one 640x480 image with each engine (a new process each time), against the bare import
+   of its runtime (`python -c "import onnxruntime, numpy, PIL"`, `python -c "import torch, torchvision"`), and the
+   import of the command alone; CPU seconds (user + system, /usr/bin/time) and peak RSS, the runs taken in turns.
+2. `ssd-predict` on a folder (BCCD's test images): images per CPU second and peak RSS, torch, float ONNX, int8 ONNX.
+3. The network at the model's size, batch 1, in this process, in turns: PyTorch eager (network; network + decoding
+   + NMS, as `Detector` runs them), onnxruntime float and int8 (the whole graph); where each spends its time
+   (onnxruntime's profiler by operator type; eager network against decoding and NMS).
+4. float against int8: mAP@0.5 on BCCD's test set (the validation set of the BCCD recipe's split), with the int8 file
+   calibrated on 32 training images.
 
-Then `ssd-predict` itself, end to end, as a user runs it (a new process each time; the BCCD recipe's model, random
-weights, `--score-thresh 0.01 --max-det 20` so that each image gets about as many boxes drawn as a BCCD image has
-cells): start-up to the first image (the whole command on one 640x480 image) with each engine; peak RSS on one
-8000x6000 JPEG against one 640x480; images per second and peak RSS on folders of 100 and 2,000 BCCD images
-(640x480, copied from `/work/shared/data/BCCD` or `$BCCD`), reading and drawing included; and the cost of
-rewriting detections.json from detections.jsonl at 2,000 images. `--quick` runs `predict_files` in this process
-on a few images with both engines instead (and checks they agree); `--no-predict` / `--predict-only` skip a part.
+Machine time is CPU time of one thread, so a busy machine slows every row alike; ratios are of runs taken in turns.
 """
 from __future__ import annotations
-import json, os, shutil, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, tempfile, time, collections
 from pathlib import Path
-from PIL import Image
 from benchutil import *
+import numpy as np
 import torch
-from torch import Tensor
-from ssd_nbs.detector import build_detector
-from ssd_nbs.inference import decode_preds
-from ssd_nbs.deploy import export_onnx, export_detector, OnnxDetector
-from bench_accuracy import RECIPES, ssdlite
 
-def models(size:int, dest:Path):
-    "name -> (threads -> function of a batch), parameters (M), anchors"
-    det = build_detector(RECIPES['shapes' if size == RECIPES['shapes'].size else 'bccd'], ['#na#', 'a', 'b', 'c'])
-    fn = export_onnx(det.model, det.loss_func.anchors, det.vocab, dest/f'ssd_{size}.onnx', 0.3, 0.5, 100)
-    tv = ssdlite(3, size).eval()
-    tv.score_thresh,tv.detections_per_img = 0.3, 100
-    def ours(x):
-        with torch.no_grad(): return decode_preds(*det.loss_func.activation(det.model(x)), 0.3, 0.5, 100)
-    def theirs(x):
-        with torch.no_grad(): return tv(list(x*0.25 + 0.5))                    # in [0,1], as torchvision wants them
-    sessions = {}
-    def onnx(x, t):
-        if t not in sessions: sessions[t] = OnnxDetector(fn, threads=t)
-        return sessions[t].run(x.numpy())
-    n_par = lambda m: sum(p.numel() for p in m.parameters())/1e6
-    fns = dict(eager=lambda t: ours, onnx=lambda t: (lambda x: onnx(x, t)), torchvision=lambda t: theirs)
-    return fns, dict(ssd_nbs=n_par(det.model), torchvision=n_par(tv)), len(det.loss_func.anchors)
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'MPLBACKEND': 'Agg', 'PYTHONPATH': str(ROOT)}
+PREDICT = 'import sys; from ssd_nbs.cli import predict_main; sys.argv[0] = "ssd-predict"; predict_main()'
 
-def check_same(fns, x):
-    "onnxruntime's detections are eager PyTorch's (labels, scores to 1e-4, boxes in [0,1] to 1e-5)"
-    b,s,l = fns['eager'](1)(x)
-    ob,os_,ol,n = (torch.from_numpy(o) for o in fns['onnx'](1)(x))
-    assert torch.equal(ol, l) and torch.allclose(os_, s, atol=1e-4), 'onnxruntime and PyTorch disagree'
-    assert torch.allclose(ob, torch.where(l[...,None] > 0, (b+1)/2, 0.), atol=1e-5), 'onnxruntime and PyTorch disagree'
+def run(args:list, tmp:Path)->dict:
+    "A new process: its CPU seconds (user + system) and peak RSS (MB), as /usr/bin/time measures them"
+    out = tmp/'time.txt'
+    r = subprocess.run(['/usr/bin/time', '-f', '%U %S %M', '-o', str(out), *args], env=ENV, capture_output=True, text=True)
+    if r.returncode != 0: raise RuntimeError(f'{args[:4]} exited {r.returncode}: {r.stderr[-1500:]}')
+    u,s,m = out.read_text().split()[-3:]
+    return dict(cpu=float(u)+float(s), rss=int(m)/1024)
 
-# ---- ssd-predict, end to end
-
-_PREDICT = 'import sys; from ssd_nbs.cli import predict_main; sys.argv[0] = "ssd-predict"; predict_main()'
-_DEC = ['--score-thresh', '0.01', '--max-det', '20']
-
-def run_predict(model, inputs, out, *args, threads:int=1)->dict:
-    "Run ssd-predict in a new process: wall seconds, its peak RSS (MB), exit code"
-    env = {**os.environ, 'MPLBACKEND': 'Agg', 'OMP_NUM_THREADS': str(threads), 'PYTHONPATH': str(Path(__file__).parents[1])}
-    rss = Path(out).with_name(Path(out).name + '.rss')
-    # /usr/bin/time measures the peak: the rusage of a child forked from this (large) process would count our pages
-    cmd = ['/usr/bin/time', '-f', '%M', '-o', str(rss), sys.executable, '-c', _PREDICT, str(model), *map(str, inputs),
-           '--out', str(out), *_DEC, *args]
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    sec = time.perf_counter() - t0
-    if r.returncode != 0: raise RuntimeError(f'ssd-predict exited {r.returncode}: {r.stderr.decode()[-1000:]}')
-    return dict(seconds=sec, rss_MB=int(rss.read_text().split()[-1])/1024, rc=r.returncode)
-
-def bccd_folder(dest:Path, n:int)->Path:
-    "A folder of `n` BCCD images (640x480 JPEGs), copied round-robin"
-    src = sorted(Path(os.environ.get('BCCD', '/work/shared/data/BCCD'), 'JPEGImages').glob('*.jpg'))
-    dest.mkdir(parents=True, exist_ok=True)
-    for i in range(n): shutil.copyfile(src[i % len(src)], dest/f'{i:05d}.jpg')
-    return dest
-
-def predict_models(dest:Path)->tuple: # (model.safetensors, model.onnx) of the BCCD recipe, random weights
-    det = build_detector(RECIPES['bccd'], ['#na#', 'Platelets', 'RBC', 'WBC'])
-    det.save(dest/'model.safetensors')
-    return dest/'model.safetensors', export_detector(det, dest/'model.onnx', 0.01, det.cfg.nms_iou, 20)
-
-def predict_quick(tmp:Path):
-    "In this process: a few images through `predict_files` with both engines, which must agree"
-    from ssd_nbs.detector import predict_files
-    pt,onx = predict_models(tmp)
-    ims = bccd_folder(tmp/'q', 6)
-    kw = dict(score_thresh=0.01, max_det=20, bs=4, progress=False)
-    t0 = time.perf_counter(); a = predict_files(pt, ims, tmp/'qa', **kw); t1 = time.perf_counter()
-    b = predict_files(onx, ims, tmp/'qb', engine='onnx', **kw); t2 = time.perf_counter()
-    assert [o['labels'] for o in a['images']] == [o['labels'] for o in b['images']], 'the engines disagree'
-    print(f'predict_files on 6 BCCD images: torch {6/(t1-t0):.1f}, onnx {6/(t2-t1):.1f} images/s (in this process)')
-
-def rewrite_cost(out:Path, reps:int=20)->float:
-    "Milliseconds to rewrite `out`'s detections.json from its detections.jsonl (median)"
-    from ssd_nbs.detector import Journal
-    jn = Journal(out, json.loads((out/'detections.json').read_text()), resume=True)
-    jn.head = {k: v for k,v in jn.head.items() if k not in ('images', 'skipped')}
-    ts = []
-    for _ in range(reps): t0 = time.perf_counter(); jn.write(); ts.append(time.perf_counter() - t0)
-    return med(ts)*1e3
-
-def predict_bench(tmp:Path)->list:
-    "The rows of the ssd-predict table"
-    pt,onx = predict_models(tmp)
-    one = bccd_folder(tmp/'one', 1)/'00000.jpg'
-    big = tmp/'big.jpg'
-    with Image.open(one) as im: im.resize((8000, 6000), Image.BICUBIC).save(big, quality=90)
-    rows = []
-    def row(what, engine, n, r, **kw):
-        rows.append(dict(what=what, engine=engine, n=n, seconds=r['seconds'], img_s=n/r['seconds'] if n > 1 else None,
-                         rss_MB=r['rss_MB'], **kw))
-        print(f"{what}, {engine}: {r['seconds']:.1f} s, peak RSS {r['rss_MB']:.0f} MB", flush=True)
-    for engine,m in (('torch', pt), ('onnx', onx)):
-        for k in range(3): row('start-up + one 640x480 image', engine, 1, run_predict(m, [one], tmp/f'o{k}', '--engine', engine))
-        row('one 8000x6000 JPEG', engine, 1, run_predict(m, [big], tmp/'big_out', '--engine', engine))
-    f100,f2000 = bccd_folder(tmp/'f100', 100), bccd_folder(tmp/'f2000', 2000)
-    for engine,m in (('torch', pt), ('onnx', onx)):
-        row('folder of 100 BCCD images', engine, 100, run_predict(m, [f100], tmp/f'p100_{engine}', '--engine', engine))
-        row('folder of 2,000 BCCD images', engine, 2000, run_predict(m, [f2000], tmp/f'p2000_{engine}', '--engine', engine))
-    d = json.loads((tmp/'p2000_torch'/'detections.json').read_text())
-    ms = rewrite_cost(tmp/'p2000_torch')
-    rows[-1].update(dets_per_image=sum(len(o['labels']) for o in d['images'])/len(d['images']), rewrite_ms=ms)
-    print(f'rewriting detections.json from detections.jsonl at 2,000 images: {ms:.1f} ms '
-          f"({(tmp/'p2000_torch'/'detections.json').stat().st_size/1e6:.2f} MB); {len(d['images'])//16} rewrites of "
-          f'half that size on average in a run of 2,000: about {ms*len(d["images"])/16/2/1e3:.1f} s', flush=True)
+def startup(models:dict, one:Path, tmp:Path, rounds:int)->list:
+    "Rows: each command's median CPU seconds and peak RSS over `rounds` rounds taken in turns"
+    cmds = {'bare: import onnxruntime, numpy, PIL': [PY, '-c', 'import onnxruntime, numpy, PIL'],
+            'onnx engine: import of the command': [PY, '-c', 'import ssd_nbs.cli'],
+            'onnx engine: ssd-predict, one image': [PY, '-c', PREDICT, str(models['onnx']), str(one), '--engine', 'onnx', '--out', str(tmp/'so')],
+            'int8: ssd-predict, one image': [PY, '-c', PREDICT, str(models['int8']), str(one), '--engine', 'onnx', '--out', str(tmp/'s8')],
+            'bare: import torch, torchvision': [PY, '-c', 'import torch, torchvision'],
+            'torch engine: import of the command and the detector': [PY, '-c', 'import ssd_nbs.cli, ssd_nbs.detector'],
+            'torch engine: ssd-predict, one image': [PY, '-c', PREDICT, str(models['torch']), str(one), '--out', str(tmp/'st')]}
+    res = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for k,c in cmds.items(): res[k].append(run(c, tmp))
+    rows = [dict(what=k, cpu=med([o['cpu'] for o in v]), runs=' '.join(f"{o['cpu']:.2f}" for o in v),
+                 rss=max(o['rss'] for o in v)) for k,v in res.items()]
+    by = {r['what']: r for r in rows}
+    for r in rows:
+        base = by['bare: import onnxruntime, numpy, PIL' if 'onnx' in r['what'] or 'int8' in r['what'] else 'bare: import torch, torchvision']
+        r['x_bare'] = r['cpu']/base['cpu']
     return rows
 
+PARTS = """import sys, time; t0 = time.process_time()
+import ssd_nbs.cli; t1 = time.process_time()
+from ssd_nbs.predict import OnnxDetector, read_image, draw_preds
+d = OnnxDetector(sys.argv[1], threads=1); t2 = time.process_time()
+im, wh = read_image(sys.argv[2]); t3 = time.process_time()
+p = d([im])[0]; t4 = time.process_time()
+draw_preds(im, p, sys.argv[3], d.vocab); t5 = time.process_time()
+print(t1-t0, t2-t1, t3-t2, t4-t3, t5-t4)"""
+
+def startup_parts(fn:Path, one:Path, tmp:Path, rounds:int)->dict:
+    "Where the onnx engine's start-up goes, CPU seconds in a new process (median): import, session, read, detect, draw"
+    runs = [subprocess.run([PY, '-c', PARTS, str(fn), str(one), str(tmp/'parts.png')], env=ENV, capture_output=True,
+                           text=True).stdout.split() for _ in range(rounds)]
+    return {k: med([float(r[i]) for r in runs]) for i,k in enumerate(('import', 'session', 'read', 'detect', 'draw'))}
+
+def modules_loaded(code:str)->list:
+    r = subprocess.run([PY, '-c', code + "; import sys; print(sorted({m.split('.')[0] for m in sys.modules} & "
+                        "{'torch', 'torchvision', 'fastai', 'matplotlib', 'timm', 'pandas', 'onnxruntime'}))"],
+                       env=ENV, capture_output=True, text=True)
+    return r.stdout.strip()
+
+def folder(models:dict, files:list, tmp:Path)->list:
+    "Rows: ssd-predict on the folder of `files`, each engine, images per CPU second and peak RSS"
+    d = tmp/'folder'; d.mkdir(exist_ok=True)
+    for f in files: (d/f.name).write_bytes(f.read_bytes())
+    rows = []
+    for k,extra in (('torch', []), ('onnx', ['--engine', 'onnx']), ('int8', ['--engine', 'onnx'])):
+        r = run([PY, '-c', PREDICT, str(models[k]), str(d), '--out', str(tmp/f'f_{k}'), *extra], tmp)
+        rows.append(dict(engine=k, images=len(files), cpu=r['cpu'], img_s=len(files)/r['cpu'], rss=r['rss']))
+    return rows
+
+def ort_profile(fn:Path, x:np.ndarray, n:int=20)->list:
+    "onnxruntime's time by operator type over `n` runs: [(op, share)]"
+    import onnxruntime as ort
+    so = ort.SessionOptions(); so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.enable_profiling, so.profile_file_prefix = True, str(fn.parent/'prof')
+    s = ort.InferenceSession(str(fn), so, providers=['CPUExecutionProvider'])
+    for _ in range(n): s.run(None, {'images': x})
+    p = s.end_profiling(); ev = json.load(open(p)); os.remove(p)
+    by = collections.Counter()
+    for e in ev:
+        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'): by[e['args']['op_name']] += e['dur']
+    tot = sum(by.values())
+    return [(k, v/tot) for k,v in by.most_common(6)]
+
+def network(det, models:dict, im, reps:int)->dict:
+    "ms per image at batch 1 (CPU clock, in turns): eager network, eager + decoding + NMS, onnxruntime float and int8"
+    from ssd_nbs.inference import detections
+    from ssd_nbs.predict import OnnxDetector, preprocess
+    onx,i8 = OnnxDetector(models['onnx'], threads=1), OnnxDetector(models['int8'], threads=1)
+    x = det.batch([im])
+    xn = preprocess([im], onx.size, onx.meta['mean'], onx.meta['std'])
+    thr = det.settings()
+    def eager_net():
+        with torch.no_grad(): return det.model(x)
+    def eager():
+        with torch.no_grad(): return detections(det.model(x), det.loss_func, *thr)
+    fns = dict(eager_network=eager_net, eager=eager, onnx=lambda: onx.run(xn), int8=lambda: i8.run(xn),
+               eager_preprocess=lambda: det.batch([im]), onnx_preprocess=lambda: preprocess([im], onx.size, onx.meta['mean'], onx.meta['std']))
+    ts = time_round_robin(fns, reps, warmup=2)
+    return {k: med(v)*1e3 for k,v in ts.items()}
+
+def maps(models:dict, valid:tuple)->dict:
+    from ssd_nbs.deploy import onnx_map
+    return {k: onnx_map(models[k], valid) for k in ('onnx', 'int8')}
+
 def main():
-    p_doc = __doc__
-    import sys
-    no_predict,predict_only = '--no-predict' in sys.argv, '--predict-only' in sys.argv
-    sys.argv = [a for a in sys.argv if a not in ('--no-predict', '--predict-only')]
-    counts = '1' if '--quick' in sys.argv else '2,1'
-    if '--threads' in sys.argv: counts = sys.argv[sys.argv.index('--threads')+1]   # one count, as run_all.sh asks
-    if '--thread-counts' in sys.argv: counts = sys.argv.pop(sys.argv.index('--thread-counts')+1); sys.argv.remove('--thread-counts')
-    threads = [int(o) for o in counts.split(',')]
-    args, info, reps, gen = setup_reps(p_doc, 'batches')
-    sizes,batches = ((RECIPES['shapes'].size,), (1,)) if args.quick else ((RECIPES['shapes'].size, 320), (1, 16))
-    rows,tmp = [],Path(tempfile.mkdtemp())
-    if predict_only: sizes = ()
-    for size in sizes:
-        fns,n_par,n_anc = models(size, tmp)
-        check_same(fns, torch.randn(2, 3, size, size, generator=gen))
-        for bs in batches:
-            x = torch.randn(bs, 3, size, size, generator=gen)
-            for t in threads:
-                torch.set_num_threads(t)
-                r = reps if size*bs < 2000 else max(3, reps//2)
-                ts = time_round_robin({k: (lambda f=f(t): f(x)) for k,f in fns.items()}, r, warmup=2,
-                                      min_time=0 if args.quick else 3.)
-                m = {k: med(v)/bs*1e3 for k,v in ts.items()}
-                rows.append(dict(size=size, bs=bs, threads=t, eager_ms=m['eager'], onnx_ms=m['onnx'], tv_ms=m['torchvision'],
-                                 onnx_x=m['eager']/m['onnx'], tv_x=m['torchvision']/m['onnx'], n_anchors=n_anc,
-                                 ours_params_M=n_par['ssd_nbs'], tv_params_M=n_par['torchvision'], reps=len(ts['eager']), times=ts))
-                print(f"{size} px, batch {bs}, {t} thread(s): eager {m['eager']:.2f}, onnxruntime {m['onnx']:.2f}, "
-                      f"SSDlite {m['torchvision']:.2f} ms/image", flush=True)
-    cols = [('size','px'), ('bs','batch'), ('threads','threads'), ('eager_ms','PyTorch eager ms/image'),
-            ('onnx_ms','onnxruntime ms/image'), ('onnx_x','eager / onnxruntime'), ('tv_ms','SSDlite320 ms/image'),
-            ('tv_x','SSDlite / onnxruntime'), ('n_anchors','ssd_nbs anchors'), ('ours_params_M','ssd_nbs params (M)'),
-            ('tv_params_M','SSDlite params (M)')]
-    f = dict(eager_ms='.2f', onnx_ms='.2f', tv_ms='.2f', onnx_x='.1f', tv_x='.1f', ours_params_M='.2f', tv_params_M='.2f')
-    import onnxruntime
-    print(f"\nimages -> detections, median of {reps}+ batches taken in turns ({info['clock']} clock; onnxruntime "
-          f"{onnxruntime.__version__}); ssd_nbs: tiny_resnet with the recipe of the size (64 px: ssd-train's default; "
-          f"320 px: BCCD's), eager and exported by `export_onnx`\n")
-    if rows: print(table(rows, cols, f))
-    prows = []
-    if args.quick and not no_predict: predict_quick(tmp)
-    elif not no_predict:
-        prows = predict_bench(tmp)
-        print(f"\nssd-predict end to end, one thread (OMP_NUM_THREADS=1), a new process each run; BCCD recipe (320 px), "
-              f"random weights, --score-thresh 0.01 --max-det 20 ({prows[-1]['dets_per_image']:.0f} boxes drawn per image)\n")
-        print(table(prows, [('what','run'), ('engine','engine'), ('seconds','seconds'), ('img_s','images/s'), ('rss_MB','peak RSS (MB)')],
-                    dict(seconds='.2f', img_s='.2f', rss_MB='.0f')))
-    write_json(args.json, dict(bench='inference', machine=info, quick=args.quick, reps=reps, thread_counts=threads, rows=rows,
-                               predict=prows))
+    p = parser(__doc__.split('\n\n')[0])
+    p.add_argument('--model', help='a model.safetensors of the BCCD recipe (default: random weights, --quick only)')
+    p.add_argument('--rounds', type=int, default=3, help='start-up runs of each command, in turns (default 3)')
+    p.add_argument('--reps', type=int, default=60, help='timed batches of each kind in this process (default 60)')
+    sys.argv += ['--threads', '1', '--clock', 'cpu']
+    args = p.parse_args()
+    info = setup(args)
+    from ssd_nbs.layouts import read_data
+    from ssd_nbs.detector import load_detector, build_detector
+    from ssd_nbs.deploy import export_detector, quantize_onnx
+    from ssd_nbs.config import RECIPES
+    from ssd_nbs.predict import read_image
+    tmp = Path(tempfile.mkdtemp())
+    ds = read_data(os.environ.get('BCCD', '/work/shared/data/BCCD'))
+    if args.model: det = load_detector(args.model); src = Path(args.model)
+    else:
+        if not args.quick: print('# no --model: a BCCD-recipe model with random weights; its mAP rows mean nothing', file=sys.stderr)
+        det = build_detector(RECIPES['bccd'], ['#na#', 'Platelets', 'RBC', 'WBC']); src = tmp/'model.safetensors'; det.save(src)
+    det.model.eval()
+    t0 = time.process_time(); fn = export_detector(det, tmp/'model.onnx'); t_exp = time.process_time() - t0
+    t0 = time.process_time(); q8 = quantize_onnx(fn, tmp/'model_int8.onnx', ds.train[0][:32]); t_q = time.process_time() - t0
+    models = dict(torch=src, onnx=fn, int8=q8)
+    print(f'model {src} ({det.cfg.arch}, {det.size} px, {len(det.loss_func.anchors)} anchors); export {t_exp:.1f} CPU s, '
+          f'int8 quantization (32 training images) {t_q:.1f} CPU s; ONNX {fn.stat().st_size/1e6:.1f} MB, int8 {q8.stat().st_size/1e6:.1f} MB\n', flush=True)
+    valid = ds.valid if not args.quick else (ds.valid[0][:8], ds.valid[1][:8])
+    one = tmp/'one.jpg'; one.write_bytes(Path(valid[0][0]).read_bytes())
+    loaded = {k: modules_loaded(c) for k,c in (('import ssd_nbs.cli', 'import ssd_nbs.cli'),
+                                               ('import ssd_nbs.detector', 'import ssd_nbs.detector'),
+                                               ('import ssd_nbs.deploy', 'import ssd_nbs.deploy'))}
+    for k,v in loaded.items(): print(f'{k}: loads {v}')
+    su = startup(models, one, tmp, 1 if args.quick else args.rounds)
+    print('\nstart-up, CPU seconds (user + system) of a new process, median of the rounds taken in turns; one thread\n')
+    print(table(su, [('what', 'command'), ('cpu', 'CPU s'), ('runs', 'runs'), ('x_bare', 'x its bare import'), ('rss', 'peak RSS (MB)')],
+                dict(cpu='.2f', x_bare='.2f', rss='.0f')), flush=True)
+    parts = startup_parts(models['onnx'], one, tmp, 3)
+    print('\nthe onnx engine in a new process, CPU s (median of 3): ' + ', '.join(f'{k} {v:.3f}' for k,v in parts.items()), flush=True)
+    fo = folder(models, valid[0], tmp)
+    print(f'\nssd-predict on a folder of {len(valid[0])} BCCD test images (640x480; reading, detecting, drawing, writing)\n')
+    print(table(fo, [('engine', 'engine'), ('images', 'images'), ('cpu', 'CPU s'), ('img_s', 'images per CPU s'), ('rss', 'peak RSS (MB)')],
+                dict(cpu='.1f', img_s='.1f', rss='.0f')), flush=True)
+    torch.set_num_threads(1)
+    im = read_image(one)[0]
+    ms = network(det, models, im, 5 if args.quick else args.reps)
+    print(f'\nthe network at {det.size} px, batch 1, ms per image (CPU clock, median, in turns; one thread)\n')
+    for k,v in ms.items(): print(f'  {k:18s} {v:7.2f}')
+    print(f"  eager / onnx      {ms['eager']/ms['onnx']:7.2f}   (eager network alone / onnx: {ms['eager_network']/ms['onnx']:.2f})")
+    print(f"  onnx / int8       {ms['onnx']/ms['int8']:7.2f}")
+    from ssd_nbs.predict import preprocess
+    from ssd_nbs.detector import STATS
+    xn = preprocess([im], det.size, *STATS)
+    prof = {k: ort_profile(models[k], xn) for k in ('onnx', 'int8')}
+    for k,v in prof.items(): print(f'  onnxruntime {k} by operator: ' + ', '.join(f'{o} {s:.0%}' for o,s in v))
+    mp = maps(models, valid)
+    print(f"\nmAP@0.5 on {len(valid[0])} BCCD test images (the file's score threshold {det.cfg.score_thresh}): "
+          f"float {mp['onnx']:.3f}, int8 {mp['int8']:.3f} (difference {mp['int8']-mp['onnx']:+.3f})")
+    write_json(args.json, dict(bench='inference', machine=info, quick=args.quick, model=str(src), loaded=loaded, startup=su, startup_parts=parts,
+                               folder=fo, network_ms=ms, profile=prof, mAP=mp))
 
 if __name__ == '__main__': main()

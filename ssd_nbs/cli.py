@@ -4,18 +4,16 @@
 
 # %% ../nbs/13_cli.ipynb #708bd2eb
 from __future__ import annotations
-import sys, inspect, shutil, argparse, warnings
+import sys, json, inspect, shutil, argparse, warnings
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # fastai's import: noise on stderr
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
-from .core import CLIError
-from .config import SSDConfig, RECIPES, opt_value
-from .train import train, check_data
-from .layouts import LAYOUTS
-from .detector import predict_files
+from .files import CLIError
+from .predict import predict_files                                  # numpy and PIL: PyTorch only for its engine
+# Each command imports what it runs: ssd-train and ssd-data the training side (fastai), ssd-export PyTorch.
 
 # %% auto #0
 __all__ = ['add_options', 'cli_parser', 'recipe_parser', 'train_parser', 'ssd_train', 'train_main', 'ssd_data', 'data_main',
@@ -78,11 +76,15 @@ def _run(func, prog:str, argv=None, parser=None):
             print(f'{prog}: interrupted', file=sys.stderr); sys.exit(130)
 
 # %% ../nbs/13_cli.ipynb #386ed078
-_CONFIG = [f.name for f in fields(SSDConfig)]
 _DERIVED = ('grids', 'stride', 'zooms', 'ratios', 'epochs')  # the settings a recipe derived from the data chooses
 _NONE = dict(grids='from the body', stride="the body's end")
 
+def _config_names()->list: # the settings of `SSDConfig`: one option each
+    from ssd_nbs.config import SSDConfig
+    return [f.name for f in fields(SSDConfig)]
+
 def _shown(name:str)->str|None: # the default of a config option, as --help says it: the shapes recipe's, and with --data
+    from ssd_nbs.config import RECIPES, opt_value
     if getattr(RECIPES['shapes'], name) is None and name not in _NONE: return None   # its help says what None does
     fmt = lambda v: _NONE.get(name, 'None') if v is None else opt_value(v)
     s, d = fmt(getattr(RECIPES['shapes'], name)), 'from the data' if name in _DERIVED else fmt(getattr(RECIPES['data'], name))
@@ -90,6 +92,8 @@ def _shown(name:str)->str|None: # the default of a config option, as --help says
 
 def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     "A parser of `--recipe`, the options of `func` (`train`, `check_data`), then every setting of `SSDConfig`"
+    from ssd_nbs.config import SSDConfig, RECIPES
+    from ssd_nbs.layouts import LAYOUTS
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
     p.add_argument('--recipe', choices=list(RECIPES), default=None,
                    help="the recipe the other options change (default: with --data, one derived from its training boxes "
@@ -98,20 +102,24 @@ def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     g = p.add_argument_group("the detector and its recipe (default: the shapes recipe's value; with --data and no "
                              "--recipe, the 'data' recipe's, or one derived from the training boxes)")
     add_options(g, SSDConfig, cli=dict(stem_ks=dict(choices=[1, 3]), fine_ks=dict(choices=[1, 3])),
-                shown={k: _shown(k) for k in _CONFIG})
+                shown={k: _shown(k) for k in _config_names()})
     for a in g._group_actions: a.default = None                           # unset: the recipe's value
     return p
 
 def _recipe(recipe:str|None, kwargs:dict)->SSDConfig|None:
     "The recipe, changed by the config options given; None: derived from --data, the options given left in `kwargs`"
-    given = {k: v for k in _CONFIG if k in kwargs and (v := kwargs.pop(k)) is not None}
+    from ssd_nbs.config import RECIPES
+    given = {k: v for k in _config_names() if k in kwargs and (v := kwargs.pop(k)) is not None}
     if recipe is None and kwargs.get('data') is not None: kwargs.update(given); return None   # `train` derives it
     return replace(RECIPES[recipe or 'shapes'], **given)
 
-def train_parser()->argparse.ArgumentParser: return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
+def train_parser()->argparse.ArgumentParser:
+    from ssd_nbs.train import train
+    return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
 
 def ssd_train(recipe=None, **kwargs):
     "Train an SSD object detector; write model.safetensors, metrics.json and predictions.png into --out"
+    from ssd_nbs.train import train
     res = train(cfg=_recipe(recipe, kwargs), **kwargs)
     if res is None: return                                                 # not the main process of a distributed run
     print(f"mAP@0.5 {res['mAP']:.3f} ({', '.join(f'{k} {v:.3f}' for k,v in res['per_class'].items())}) in "
@@ -124,10 +132,12 @@ def train_main(argv=None):
 # %% ../nbs/13_cli.ipynb #6c64e2b6
 def ssd_data(recipe=None, **kwargs):
     "Read a data set and train nothing: what it holds, the recipe ssd-train would train (derived: with why), how well its anchors cover the boxes; data.json, boxes.png in --out"
+    from ssd_nbs.train import check_data
     check_data(cfg=_recipe(recipe, kwargs), **kwargs)
 
 def data_main(argv=None):
     "The `ssd-data` command"
+    from ssd_nbs.train import check_data
     _run(ssd_data, 'ssd-data', argv, recipe_parser(check_data, 'ssd-data', ssd_data.__doc__))
 
 # %% ../nbs/13_cli.ipynb #a5df0082
@@ -155,17 +165,37 @@ def predict_main(argv=None):
     _run(ssd_predict, 'ssd-predict', argv)
 
 # %% ../nbs/13_cli.ipynb #e1a2b3c4
+def _run_valid(model:Path)->tuple: # (files, targets) of the validation images of the run that wrote `model`
+    mj = model.parent/'metrics.json'
+    s = json.loads(mj.read_text()).get('settings', {}) if mj.is_file() else {}
+    if not s.get('data'): raise CLIError(f'--int8: give --calib IMAGES ({mj} does not name the data of the run)')
+    from ssd_nbs.layouts import read_data
+    return read_data(s['data'], s.get('format', 'auto'), s.get('images'), s.get('seed', 42)).valid
+
 def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-train
                onnx:str=None, # the ONNX file to write (default: MODEL with the suffix .onnx)
                score_thresh:float=None, # the file keeps detections scoring above this (default: the model's)
                nms_iou:float=None, # non-maximum suppression IoU (default: the model's)
                max_det:int=None, # at most this many detections per image (default: the model's)
+               int8:bool=False, # also write ONNX_int8.onnx, the network quantized to int8 (onnxruntime's static quantization)
+               calib:str=None, # images (a folder or files) to calibrate int8 on (default: the validation images of the model's run)
+               n_calib:int=64, # at most this many calibration images
+               val:str=None, # a data set: print the mAP@0.5 of the float and int8 files on its validation images
               ):
     "Export a model from ssd-train as one ONNX file (network, decoding, NMS), for onnxruntime and ssd-predict --engine onnx"
     from ssd_nbs.detector import load_detector
-    from ssd_nbs.deploy import export_detector
+    from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map
+    from ssd_nbs.predict import image_files
     dest = export_detector(load_detector(model), onnx or Path(model).with_suffix('.onnx'), score_thresh, nms_iou, max_det)
     print(f'wrote {dest} ({dest.stat().st_size/1e6:.1f} MB); run it with ssd-predict --engine onnx {dest} IMAGES')
+    if not int8: return
+    files = image_files(calib) if calib else _run_valid(Path(model))[0]
+    q = quantize_onnx(dest, dest.with_name(dest.stem + '_int8.onnx'), files[:n_calib])
+    print(f'wrote {q} ({q.stat().st_size/1e6:.1f} MB), int8, calibrated on {min(len(files), n_calib)} images')
+    if val:
+        from ssd_nbs.layouts import read_data
+        items = read_data(val).valid
+        print(f'mAP@0.5 on {len(items[0])} validation images of {val}: float {onnx_map(dest, items):.3f}, int8 {onnx_map(q, items):.3f}')
 
 def export_main(argv=None):
     "The `ssd-export` command"

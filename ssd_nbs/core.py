@@ -136,30 +136,5 @@ def show_fig(fig, # a matplotlib `Figure`, made with or without pyplot
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); display(IPImage(buf.getvalue()))
 
 # %% ../nbs/00_core.ipynb #95e850a0
-import os, json, tempfile, contextlib
-from pathlib import Path
-
-class CLIError(Exception):
-    "An error the user can fix (a bad path, option or file): the commands print it on one line, without a traceback"
-
-def first_line(e:Exception)->str: return str(e).strip().split('\n')[0][:200]   # of an exception's message
-
-def _umask()->int: # the process's umask (reading it means setting it)
-    m = os.umask(0o022); os.umask(m); return m
-
-@contextlib.contextmanager
-def atomic_path(dest): # yields a temporary path to write to, in `dest`'s folder
-    "Write to a temporary file, then move it onto `dest` in one step; remove it if the block fails"
-    dest = Path(dest)
-    fd,tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())                                   # mkstemp makes it private (0600)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
-def write_json(obj, dest):
-    "Write `obj` as indented JSON to `dest`, atomically"
-    with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')
+from .files import CLIError, first_line, atomic_path, write_json
+_all_ = ['CLIError', 'first_line', 'atomic_path', 'write_json']

@@ -13,14 +13,14 @@ from torch import nn, Tensor
 from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
-from fastai.vision.all import imagenet_stats
 from .core import CLIError, atomic_path, first_line
 from .anchors import activ_to_bbox
-from .detector import Detector
+from .detector import Detector, STATS
+from .predict import EXPORT_FORMAT, _JSON, NeedsExtra, _need, OnnxDetector, preprocess, read_image
 
 # %% auto #0
-__all__ = ['EXPORT_FORMAT', 'OPSET', 'NMSOp', 'SSDExport', 'NeedsExtra', 'onnx_metadata', 'export_onnx', 'export_detector',
-           'preprocess', 'OnnxDetector']
+__all__ = ['OPSET', 'NMSOp', 'SSDExport', 'onnx_metadata', 'fold_pads', 'onnx_model_copy', 'export_onnx', 'export_detector',
+           'quantize_onnx', 'onnx_map']
 
 # %% ../nbs/12_deploy.ipynb #8
 class NMSOp(torch.autograd.Function):
@@ -78,16 +78,7 @@ def forward(self:SSDExport, images:Tensor): # boxes (n, max_det, 4) in [0,1], sc
     return (*res, ok.sum(1))
 
 # %% ../nbs/12_deploy.ipynb #17
-EXPORT_FORMAT = 'ssd_nbs.onnx/1'  # the `format` entry of an exported file's metadata
-_JSON = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
 OPSET = 20                        # the newest opset of `torch.onnx.export`'s TorchScript exporter
-
-class NeedsExtra(CLIError, ImportError):
-    "An optional package is missing: a `CLIError` (one line from the commands) and an `ImportError`"
-
-def _need(mod:str): # import `mod`, or say in one line how to get it
-    try: return __import__(mod)
-    except ImportError: raise NeedsExtra(f'{mod} is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)') from None
 
 def _version(mod:str):
     try: return __import__(mod).__version__
@@ -95,7 +86,7 @@ def _version(mod:str):
 
 # %% ../nbs/12_deploy.ipynb #18
 def onnx_metadata(vocab:list, size:int, score_thresh:float, nms_iou:float, max_det:int, opset:int,
-                  stats=imagenet_stats)->dict: # str -> str, for the file's `metadata_props`
+                  stats=STATS)->dict: # str -> str, for the file's `metadata_props`
     "What a reader of the exported file needs: classes, input, normalisation, decoding, versions"
     d = dict(format=EXPORT_FORMAT, classes=[str(o) for o in vocab], size=size, mean=list(stats[0]), std=list(stats[1]),
              score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, opset=opset, onnx=_version('onnx'),
@@ -104,6 +95,44 @@ def onnx_metadata(vocab:list, size:int, score_thresh:float, nms_iou:float, max_d
              outputs='boxes (N, max_det, 4) x1,y1,x2,y2 as fractions of width and height; scores (N, max_det); '
                      'labels (N, max_det) int64, index into classes, 0 = no detection; num_dets (N,) int64')
     return {k: json.dumps(v) if k in _JSON else str(v) for k,v in d.items()}
+
+# %% ../nbs/12_deploy.ipynb #157d5bc7
+def fold_pads(m, # an ONNX `ModelProto`, changed in place
+              size:int)->int: # the number of `Pad`s folded
+    "Fold each zero `Pad` that feeds one `Conv` into the convolution's padding (pads computed once, at input `size`)"
+    ort,g,users = _need('onnxruntime'),m.graph,{}
+    for n in g.node:
+        for i in n.input: users.setdefault(i, []).append(n)
+    pads = [n for n in g.node if n.op_type == 'Pad' and [o.op_type for o in users.get(n.output[0], [])] == ['Conv']
+            and next((a.s for a in n.attribute if a.name == 'mode'), b'constant') == b'constant']
+    if not pads: return 0
+    probe = onnx_model_copy(m)
+    vals = {n.input[2] for n in pads if len(n.input) > 2 and n.input[2]}     # the padding values, 0 or not
+    names = [n.input[1] for n in pads] + sorted(vals)
+    probe.graph.output.extend([_need('onnx').helper.make_empty_tensor_value_info(o) for o in names])
+    got = dict(zip(names, ort.InferenceSession(probe.SerializeToString(), providers=['CPUExecutionProvider']).run(
+        names, {g.input[0].name: np.zeros((g.input[0].type.tensor_type.shape.dim[0].dim_value or 1, 3, size, size), np.float32)})))
+    k = 0
+    for n in pads:
+        p = got[n.input[1]].tolist()                                          # (begin of each dim, end of each dim)
+        if any(p[:2] + p[4:6]) or min(p) < 0 or (len(n.input) > 2 and n.input[2] and got[n.input[2]].any()): continue
+        c = users[n.output[0]][0]
+        old = next((list(a.ints) for a in c.attribute if a.name == 'pads'), [0]*4)
+        for a in [a for a in c.attribute if a.name == 'pads']: c.attribute.remove(a)
+        c.attribute.append(_need('onnx').helper.make_attribute('pads', [old[0]+p[2], old[1]+p[3], old[2]+p[6], old[3]+p[7]]))
+        c.input[0] = n.input[0]; g.node.remove(n); k += 1
+    _prune(g)
+    return k
+
+def onnx_model_copy(m): # a copy of the `ModelProto` `m`
+    res = type(m)(); res.CopyFrom(m); return res
+
+def _prune(g): # remove the nodes whose outputs nothing reads (the shape arithmetic of folded pads)
+    while True:
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead: return
+        for n in dead: g.node.remove(n)
 
 # %% ../nbs/12_deploy.ipynb #19
 _OUT = ('boxes', 'scores', 'labels', 'num_dets')
@@ -124,6 +153,7 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
             torch.onnx.export(ex, (x,), t, dynamo=False, opset_version=opset, input_names=['images'],
                               output_names=list(_OUT), dynamic_axes={k: {0: 'N'} for k in ('images', *_OUT)})
         m = onnx.load(t)
+        fold_pads(m, model.size)
         for o in m.graph.output[:3]: o.type.tensor_type.shape.dim[1].dim_value = max_det   # not a traced name
         for k,v in onnx_metadata(vocab, model.size, score_thresh, nms_iou, max_det, opset).items():
             m.metadata_props.add(key=k, value=v)
@@ -140,58 +170,47 @@ def export_detector(det:Detector, # e.g. `load_detector('ssd_run/model.safetenso
     "Export `det` as one ONNX file, with the decoding settings of its config unless given"
     return export_onnx(det.model, det.loss_func.anchors, det.vocab, dest, *det.settings(score_thresh, nms_iou, max_det), opset)
 
-# %% ../nbs/12_deploy.ipynb #27
-def preprocess(ims:list, # PIL images
-               size:int, mean, std, # input side; normalisation, per channel
-              )->np.ndarray: # (n, 3, size, size) float32
-    "PIL images -> a normalised batch, as `ssd_dls` and `Detector` make them: squish-resize, /255, (x-mean)/std"
-    x = np.stack([np.asarray(im.convert('RGB').resize((size, size), Image.BILINEAR)) for im in ims])  # (n, size, size, 3)
-    x = (x.astype(np.float32)/255 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+# %% ../nbs/12_deploy.ipynb #07fc72de
+class _Images:
+    "onnxruntime's calibration reader: the image files `files`, one at a time, as `OnnxDetector` feeds them"
+    def __init__(self, files, meta:dict): self.files,self.meta = iter(files),meta
+    def get_next(self)->dict|None:
+        f = next(self.files, None)
+        return None if f is None else {'images': preprocess([read_image(f)[0]], self.meta['size'], self.meta['mean'], self.meta['std'])}
 
-# %% ../nbs/12_deploy.ipynb #28
-class OnnxDetector:
-    "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
-    def __init__(self, fname, # an .onnx file from `export_onnx`
-                 threads:int|None=None): # onnxruntime's intra-op threads (None: as many as PyTorch's, `torch.get_num_threads()`)
-        ort = _need('onnxruntime')
-        if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
-        so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or torch.get_num_threads(),1
-        try: self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
-        except Exception as e:
-            raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
-        self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
-        if self.meta.get('format') != EXPORT_FORMAT:
-            raise CLIError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
-        self.vocab,self.size = self.meta['classes'],self.meta['size']
-    def run(self, x:np.ndarray)->list: return self.sess.run(None, {'images': x})   # boxes, scores, labels, num_dets
+def quantize_onnx(src, # a file of `export_onnx`
+                  dest, # the int8 file to write
+                  calib:list, # image files to calibrate the activations' ranges on (some tens are enough)
+                 )->Path:
+    "Write `src` with its network in int8 (onnxruntime's static quantization, QDQ) as `dest`; decoding and NMS stay float"
+    _need('onnxruntime')
+    from onnxruntime.quantization import quantize_static, QuantFormat, QuantType
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if not calib: raise CLIError('int8: no image to calibrate on')
+    meta,dest = OnnxDetector(src).meta, Path(dest)
+    with atomic_path(dest) as t:
+        pre = t.with_name(t.name + '.pre')
+        try:
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            net = [n.name for n in _need('onnx').load(pre).graph.node if n.name.startswith('/model/')]   # not the decoding
+            quantize_static(str(pre), str(t), _Images(calib, meta), quant_format=QuantFormat.QDQ, per_channel=True,
+                            op_types_to_quantize=['Conv', 'Clip', 'Add'], nodes_to_quantize=net,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        finally: pre.unlink(missing_ok=True)
+    return dest
 
-# %% ../nbs/12_deploy.ipynb #29
-@patch
-def settings(self:OnnxDetector, score_thresh=None, nms_iou=None, max_det=None)->tuple: # (score_thresh, nms_iou, max_det)
-    "The file's decoding settings, or a higher threshold and fewer detections applied after it; NMS's IoU is the file's"
-    m,again = self.meta, 'export the model again (ssd-export) with that'
-    if nms_iou is not None and nms_iou != m['nms_iou']: raise CLIError(f"nms_iou {nms_iou}: this file does NMS at IoU {m['nms_iou']}; {again}")
-    if score_thresh is not None and score_thresh < m['score_thresh']:
-        raise CLIError(f"score_thresh {score_thresh}: this file keeps scores above {m['score_thresh']}; {again}")
-    if max_det is not None and max_det > m['max_det']: raise CLIError(f"max_det {max_det}: this file keeps at most {m['max_det']}; {again}")
-    return (m['score_thresh'] if score_thresh is None else score_thresh), m['nms_iou'], (m['max_det'] if max_det is None else max_det)
-
-# %% ../nbs/12_deploy.ipynb #31
-@patch
-def __call__(self:OnnxDetector, ims:list, # PIL images
-             score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # None: the file's
-             bs:int=16,
-             sizes:list|None=None, # (width, height) to give each image's boxes in pixels of; default: the image's
-            )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores (n,)
-    "Detections of each image of `ims`, as `Detector.__call__` gives them"
-    thresh,_,max_det = self.settings(score_thresh, nms_iou, max_det)
-    res,sizes = [], sizes or [im.size for im in ims]
-    for i in range(0, len(ims), bs):
-        boxes,scores,labels,num = self.run(preprocess(ims[i:i+bs], self.size, self.meta['mean'], self.meta['std']))
-        for wh,b,s,l,n in zip(sizes[i:i+bs], boxes, scores, labels, num):
-            n = min(n, max_det, int((s > thresh).sum()))                     # best first: the first n rows
-            wh = torch.tensor([*wh, *wh]).float()                             # w, h, w, h
-            px = torch.minimum((torch.from_numpy(b[:n])*wh).clamp(min=0), wh)  # (n, 4) [0,1] -> pixels
-            res.append(dict(boxes=px, labels=[self.vocab[int(o)] for o in l[:n]], scores=torch.from_numpy(s[:n])))
-    return res
+# %% ../nbs/12_deploy.ipynb #2edbfae3
+def onnx_map(fn, # an exported file (float or int8)
+             items:tuple, # (files, targets): targets (boxes in pixels, class names) per file, as `read_data` gives them
+            )->float: # mAP@0.5
+    "mAP@0.5 of the detections of the exported file `fn` on the images `items`"
+    from ssd_nbs.metrics import mean_ap
+    det,(files,targets) = OnnxDetector(fn), items
+    cls = {c: i for i,c in enumerate(det.vocab)}
+    preds,targs = [],[]
+    for f,(b,l) in zip(files, targets):
+        im,wh = read_image(f)
+        p = det([im], sizes=[wh])[0]
+        preds.append((torch.as_tensor(p['boxes']).view(-1, 4), torch.tensor([cls[o] for o in p['labels']]), torch.as_tensor(p['scores'])))
+        targs.append((torch.tensor(b, dtype=torch.float32).view(-1, 4), torch.tensor([cls[str(o)] for o in l])))
+    return mean_ap(preds, targs, 0.5)[0]

@@ -17,7 +17,7 @@ from ssd_nbs.report import error_report                                       # 
 from ssd_nbs.core import CLIError
 from ssd_nbs.body import tiny_resnet
 from ssd_nbs.sources import coco_items
-from ssd_nbs.detector import predict_files
+from ssd_nbs.predict import predict_files
 from ssd_nbs.cli import train_main, predict_main
 
 # ---- running the commands. The runs that train are real processes, started at once (as in test_cli.py); the

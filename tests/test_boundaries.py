@@ -1,6 +1,8 @@
 """The package's rooms keep their doors: which module may import which, read from the sources themselves.
-`core` imports no other module of ours; `data` nothing of the model, the loss or the learner; `metrics` not the
-learner; and nothing but the command-line module reads `sys.argv`."""
+`files` imports no other module of ours and `core` only `files`; `data` nothing of the model, the loss or the learner;
+`metrics` not the learner; `predict` (what `ssd-predict --engine onnx` runs) no third-party package but numpy, PIL
+and fastcore at its top, and of ours only `files` (and `detector` lazily, for the torch engine); no two modules
+import each other; and nothing but the command-line module reads `sys.argv`."""
 import ast
 from pathlib import Path
 import pytest
@@ -21,14 +23,36 @@ def ours(mod:str)->set:
             res |= {a.name.split('.')[1] for a in node.names if a.name.startswith('ssd_nbs.')}
     return res & set(MODULES)
 
-def test_the_parser_sees_imports():
-    assert {'core', 'config', 'train', 'detector'} <= ours('cli') and 'inference' in ours('learner')
+def top_level(mod:str)->set:
+    "The top-level packages that `mod` imports when it is imported (its module-level statements, not its functions)"
+    res = set()
+    for node in ast.parse((PKG/f'{mod}.py').read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0: res.add(node.module.split('.')[0])
+        elif isinstance(node, ast.Import): res |= {a.name.split('.')[0] for a in node.names}
+    return res
 
-@pytest.mark.parametrize('mod,banned', [('core', set(MODULES) - {'core'}),
+def test_the_parser_sees_imports():
+    assert {'files', 'config', 'train', 'predict', 'deploy'} <= ours('cli') and 'inference' in ours('learner')
+    assert 'torch' in top_level('detector') and 'ssd_nbs' not in top_level('predict')
+
+@pytest.mark.parametrize('mod,banned', [('files', set(MODULES) - {'files'}), ('core', set(MODULES) - {'core', 'files'}),
+                                        ('predict', set(MODULES) - {'predict', 'files', 'detector'}),
                                         ('data', {'model', 'loss', 'learner', 'config', 'train', 'detector', 'cli'}),
                                         ('metrics', {'learner', 'train', 'detector', 'cli'})])
 def test_imports_stay_inside_their_rooms(mod, banned):
     assert not ours(mod) & banned, f'ssd_nbs.{mod} imports {sorted(ours(mod) & banned)}'
+
+def test_the_light_modules_import_no_torch():
+    "What `ssd-predict --engine onnx` imports: numpy, PIL, fastcore, the standard library; never torch or fastai"
+    import sys
+    std = set(sys.stdlib_module_names)
+    for mod in ('files', 'predict', 'cli'):
+        assert top_level(mod) - std <= {'numpy', 'PIL', 'fastcore', '__future__'}, (mod, top_level(mod) - std)
+
+def test_no_cycle():
+    "No two modules import each other (at any depth of their code): `detector` does not know `predict` or `deploy`"
+    pairs = [(a, b) for a in MODULES for b in ours(a) if a < b and a in ours(b)]
+    assert not pairs, pairs
 
 def test_only_the_command_line_reads_argv():
     readers = [m for m in MODULES if 'argv' in {n.attr for n in ast.walk(ast.parse((PKG/f'{m}.py').read_text()))

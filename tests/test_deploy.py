@@ -3,6 +3,7 @@ on real images of several sizes and on one with no detection; its post-processin
 (`ssd-predict`) writes the same detections with either engine; what a user can get wrong is a one-line `CLIError`."""
 import json, sys
 from pathlib import Path
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -19,8 +20,10 @@ from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import SSDLoss
 from ssd_nbs.inference import decode_preds
 from ssd_nbs.core import CLIError
-from ssd_nbs.detector import Detector, predict_files
-from ssd_nbs.deploy import export_onnx, export_detector, OnnxDetector, SSDExport, NeedsExtra, EXPORT_FORMAT, OPSET
+from ssd_nbs.detector import Detector
+from ssd_nbs.predict import predict_files
+from ssd_nbs.deploy import (export_onnx, export_detector, OnnxDetector, SSDExport, NeedsExtra, EXPORT_FORMAT, OPSET, fold_pads,
+                            quantize_onnx, onnx_map)
 
 def _fit(dls, epochs, lr, **kw):
     learn = ssd_learner(dls, arch=tiny_resnet, pretrained=False, **kw)
@@ -59,6 +62,7 @@ def assert_same(theirs, ours):
     "Same labels and count per image, scores to 1e-4, boxes to 0.01 pixel"
     assert len(theirs) == len(ours)
     for a,b in zip(theirs, ours):
+        a,b = ({**o, 'boxes': torch.as_tensor(o['boxes']), 'scores': torch.as_tensor(o['scores'])} for o in (a, b))
         assert a['labels'] == b['labels']
         assert a['boxes'].shape == b['boxes'].shape and a['scores'].shape == b['scores'].shape
         assert torch.allclose(a['scores'], b['scores'], rtol=0, atol=1e-4)
@@ -236,3 +240,60 @@ def test_plain_onnxruntime_without_ssd_nbs(bccd, tmp_path):
     plain = [dict(boxes=torch.tensor(o['boxes']).reshape(-1, 4), labels=o['labels'], scores=torch.tensor(o['scores']))
              for o in json.loads(r.stdout)]                              # (the graph's boxes are in [0,1]: no clamp)
     assert_same(OnnxDetector(fn)([Image.open(f) for f in files]), plain)
+
+BLOCK = """import sys
+class Blocked:
+    "Make torch, torchvision and fastai unimportable"
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'torchvision', 'fastai'): raise ImportError(f'{name}: blocked')
+sys.meta_path.insert(0, Blocked())
+from ssd_nbs.cli import predict_main
+sys.argv[0] = 'ssd-predict'
+try: predict_main()
+finally: print(sorted({'torch', 'torchvision', 'fastai', 'matplotlib'} & set(sys.modules)), file=sys.stderr)"""
+
+def test_onnx_engine_needs_no_torch(shapes, tmp_path):
+    "`ssd-predict --engine onnx` works where torch, torchvision and fastai cannot be imported, and writes the same detections"
+    import subprocess
+    learn,fn,ims = shapes
+    (tmp_path/'ims').mkdir()
+    for i,im in enumerate(ims[:3]): im.save(tmp_path/'ims'/f'{i}.png')
+    r = subprocess.run([sys.executable, '-c', BLOCK, str(fn), str(tmp_path/'ims'), '--engine', 'onnx', '--out', str(tmp_path/'out')],
+                       capture_output=True, text=True, env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == '[]', r.stderr[-2000:]
+    got = json.loads((tmp_path/'out'/'detections.json').read_text())
+    want = predict_files(fn, tmp_path/'ims', tmp_path/'here', engine='onnx', progress=False)
+    assert got['images'] == want['images'] and len(got['images']) == 3
+
+def test_detector_imports_no_training(tmp_path):
+    "A `Detector` is PyTorch and the model code: importing it loads no fastai data pipeline or learner"
+    import subprocess
+    code = "import sys, ssd_nbs.detector; print(sorted(m for m in sys.modules if m in ('fastai.learner', 'fastai.data.core', 'ssd_nbs.data', 'ssd_nbs.learner', 'ssd_nbs.train')))"
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    if r.stdout.strip() != '[]': pytest.xfail(f'the model code (body, model, loss, inference) imports fastai.vision.all: {r.stdout.strip()}')
+
+def test_fold_pads_exact(tmp_path):
+    "timm's same-padding convs (EfficientNet-Lite): their Pads fold into the convs, the outputs unchanged to the bit"
+    from dataclasses import replace
+    from ssd_nbs.config import RECIPES
+    from ssd_nbs.detector import build_detector
+    torch.manual_seed(0)
+    det = build_detector(replace(RECIPES['data'], size=96, pretrained=False), ['#na#', 'a', 'b'])
+    fn = export_onnx(det.model, det.loss_func.anchors, det.vocab, tmp_path/'lite.onnx', 0.05)
+    assert not [n for n in onnx.load(fn).graph.node if n.op_type == 'Pad']
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad(): b,s,l,n = SSDExport(det.model, det.loss_func.anchors, 0.05)(x)
+    ob,os_,ol,on = OnnxDetector(fn, threads=1).run(x.numpy())
+    assert (ol == l.numpy()).all() and np.allclose(os_, s.numpy(), atol=1e-5) and np.allclose(ob, b.numpy(), atol=1e-5)
+
+def test_int8(shapes, tmp_path):
+    "The int8 file keeps the metadata, is smaller, and scores about as the float one"
+    learn,fn,ims = shapes
+    files,targets = voc_items(fn.parent/'data')
+    q = quantize_onnx(fn, tmp_path/'q.onnx', files[:32])
+    assert OnnxDetector(fn).meta.items() <= OnnxDetector(q).meta.items() and q.stat().st_size < fn.stat().st_size
+    assert any(n.op_type == 'QuantizeLinear' for n in onnx.load(q).graph.node)
+    valid = (files[-100:], targets[-100:])
+    f32,i8 = onnx_map(fn, valid), onnx_map(q, valid)
+    assert f32 > 0.3 and abs(f32 - i8) < 0.05, (f32, i8)
+    with pytest.raises(CLIError, match='no image to calibrate on'): quantize_onnx(fn, tmp_path/'q2.onnx', [])

@@ -12,7 +12,8 @@ from PIL import Image
 from ssd_nbs.core import CLIError
 from ssd_nbs.config import SSDConfig
 from ssd_nbs.data import make_shapes
-from ssd_nbs.detector import build_detector, predict_files, read_image, Detector, PIC
+from ssd_nbs.detector import build_detector, Detector
+from ssd_nbs.predict import predict_files, read_image, PIC
 from ssd_nbs.cli import predict_main, export_main
 
 VOCAB = ['#na#', 'circle', 'square', 'triangle']

@@ -12,7 +12,7 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  #
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
 from .core import CLIError
-from .config import SSDConfig, RECIPES
+from .config import SSDConfig, RECIPES, opt_value
 from .train import train, check_data
 from .layouts import LAYOUTS
 from .detector import predict_files
@@ -30,9 +30,10 @@ class _HelpFormatter(argparse.HelpFormatter):
         super().__init__(prog, max_help_position=cols//2, width=cols)
     def _expand_help(self, action): return self._get_help_string(action)   # help texts are not %-formats
 
-def _type(ann): # the argparse type of an annotation (a string, under `from __future__ import annotations`)
+def _type(ann): # the argparse type of an annotation: a string such as 'int', 'int|None' or, from a dataclass, 'int | None'
     ann = ann if isinstance(ann, str) else getattr(ann, '__name__', '')
-    return _TYPES.get(ann.replace('|None', ''), str if 'tuple' in ann else None)
+    names = [o.strip() for o in ann.split('|') if o.strip() != 'None']
+    return _TYPES.get(names[0] if len(names) == 1 else '', str if 'tuple' in ann else None)
 
 def add_options(p:argparse.ArgumentParser, func, skip=(), cli:dict|None=None, shown:dict|None=None):
     "Add the parameters of `func` (a function or a dataclass) to `p`, with its docments comments as help"
@@ -78,23 +79,34 @@ def _run(func, prog:str, argv=None, parser=None):
 
 # %% ../nbs/13_cli.ipynb #386ed078
 _CONFIG = [f.name for f in fields(SSDConfig)]
+_DERIVED = ('grids', 'stride', 'zooms', 'ratios', 'epochs')  # the settings a recipe derived from the data chooses
+_NONE = dict(grids='from the body', stride="the body's end")
+
+def _shown(name:str)->str|None: # the default of a config option, as --help says it: the shapes recipe's, and with --data
+    if getattr(RECIPES['shapes'], name) is None and name not in _NONE: return None   # its help says what None does
+    fmt = lambda v: _NONE.get(name, 'None') if v is None else opt_value(v)
+    s, d = fmt(getattr(RECIPES['shapes'], name)), 'from the data' if name in _DERIVED else fmt(getattr(RECIPES['data'], name))
+    return s if s == d else f'{s}; with --data: {d}'
 
 def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     "A parser of `--recipe`, the options of `func` (`train`, `check_data`), then every setting of `SSDConfig`"
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
     p.add_argument('--recipe', choices=list(RECIPES), default=None,
-                   help="the recipe the other options change (default: 'data' with --data, else 'shapes')")
+                   help="the recipe the other options change (default: with --data, one derived from its training boxes "
+                        "on the 'data' recipe; without, 'shapes')")
     add_options(p, func, skip=('cfg', 'cbs'), cli=dict(format=dict(choices=['auto', *LAYOUTS])))
-    g = p.add_argument_group('the detector and its recipe (default: the value of --recipe)')
+    g = p.add_argument_group("the detector and its recipe (default: the shapes recipe's value; with --data and no "
+                             "--recipe, the 'data' recipe's, or one derived from the training boxes)")
     add_options(g, SSDConfig, cli=dict(stem_ks=dict(choices=[1, 3]), fine_ks=dict(choices=[1, 3])),
-                shown=RECIPES['shapes'].to_dict())
+                shown={k: _shown(k) for k in _CONFIG})
     for a in g._group_actions: a.default = None                           # unset: the recipe's value
     return p
 
-def _recipe(recipe:str|None, kwargs:dict)->SSDConfig: # the recipe, changed by the config options given; they leave `kwargs`
-    if recipe is None: recipe = 'data' if kwargs.get('data') is not None else 'shapes'   # real images: a body that sees
-    given = {k: kwargs.pop(k) for k in _CONFIG if k in kwargs}
-    return replace(RECIPES[recipe], **{k: v for k,v in given.items() if v is not None})
+def _recipe(recipe:str|None, kwargs:dict)->SSDConfig|None:
+    "The recipe, changed by the config options given; None: derived from --data, the options given left in `kwargs`"
+    given = {k: v for k in _CONFIG if k in kwargs and (v := kwargs.pop(k)) is not None}
+    if recipe is None and kwargs.get('data') is not None: kwargs.update(given); return None   # `train` derives it
+    return replace(RECIPES[recipe or 'shapes'], **given)
 
 def train_parser()->argparse.ArgumentParser: return recipe_parser(train, 'ssd-train', ssd_train.__doc__)
 
@@ -111,7 +123,7 @@ def train_main(argv=None):
 
 # %% ../nbs/13_cli.ipynb #6c64e2b6
 def ssd_data(recipe=None, **kwargs):
-    "Read a data set and train nothing: what it holds, and how well the anchors cover its boxes; data.json and boxes.png in --out"
+    "Read a data set and train nothing: what it holds, the recipe ssd-train would train (derived: with why), how well its anchors cover the boxes; data.json, boxes.png in --out"
     check_data(cfg=_recipe(recipe, kwargs), **kwargs)
 
 def data_main(argv=None):

@@ -6,18 +6,22 @@
 from __future__ import annotations
 from dataclasses import dataclass, asdict, fields, replace
 from functools import partial
+import math, functools
 import torch
+from torch import Tensor
 from fastcore.basics import patch
 from .core import *
 from .anchors import make_anchors
 from .model import SSDModel
 from .body import make_body, tiny_resnet, tiny_cnn
-from .body import get_arch as body_arch
+from .body import get_arch as body_arch, layer_strides
+from .model import halving_grids
+from .fit import small_side, cells_needed, fit_anchors, anchor_coverage
 from .loss import SSDLoss
 
 # %% auto #0
 __all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig',
-           'get_arch', 'build_ssd', 'config_grids']
+           'get_arch', 'build_ssd', 'config_grids', 'body_strides', 'derive_config', 'opt_value', 'format_derived']
 
 # %% ../nbs/06a_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
@@ -143,3 +147,61 @@ BCCD = replace(BCCD_SCRATCH, arch='efficientnet_lite0', stride=8, grids=(40,20,1
 DATA = replace(BCCD, grids=None, zooms=SHAPES.zooms)  # real images of your own: BCCD's, grids from the body, zooms not fitted
 RECIPES = dict(shapes=SHAPES, data=DATA, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  # by name, for `ssd-train --recipe`
 
+
+# %% ../nbs/06a_config.ipynb #c0be5de0
+@functools.cache
+def body_strides(arch:str)->tuple: # the output strides of the layers of the body of `arch`, e.g. (2, 4, 8, 16, 32)
+    "The strides at which the body of `arch` can be cut (its layers run once on a small image, random weights)"
+    with torch.random.fork_rng(): return tuple(sorted(set(layer_strides(make_body(get_arch(arch), pretrained=False)))))
+
+_SEEN = 6000  # images seen in a derived recipe's training: 20 epochs of BCCD's 292
+
+def _grids(cfg:SSDConfig, need:float, given:dict)->tuple: # (stride, grids, feature map side) for a `need`-cell grid
+    strides = [cfg.stride] if given.get('stride') else [s for s in body_strides(cfg.arch) if s >= 8]
+    feat = {s: math.ceil(cfg.size/s) for s in strides}                     # 'same' padding: ceil
+    s = max([s for s in strides if feat[s] >= need], default=min(strides))
+    gs = halving_grids(feat[s])
+    return s, gs[max([i for i,g in enumerate(gs) if g >= need], default=0):], feat[s]
+
+# %% ../nbs/06a_config.ipynb #9389fc6f
+def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their n labels
+                  n_images:int, # training images
+                  base:SSDConfig=DATA, # the recipe whose data-dependent settings are chosen
+                  given:dict|None=None, # settings chosen by the user (None values: not chosen): kept, not derived
+                  fit:bool=True, # fit the zooms and ratios to the boxes; False: `base`'s
+                 )->tuple: # (config, {setting: {'value', 'reason'}} for each derived setting)
+    "`base` with its grids, cut, zooms, ratios and epochs chosen from the training boxes, and the reason for each"
+    given = {k: v for k,v in (given or {}).items() if v is not None}
+    cfg, why, m = replace(base, **given), {}, replace(base, **given).match_iou
+    def put(k, v, reason):
+        nonlocal cfg; cfg = replace(cfg, **{k: v}); why[k] = dict(value=getattr(cfg, k), reason=reason)
+    if not given.get('grids'):
+        side, cls = small_side(boxes, labels)
+        need = cells_needed(side, m)
+        s, gs, feat = _grids(cfg, need, given)
+        put('grids', gs, f'10% of the {cls} boxes are smaller than {side:.3f} of the image side; an anchor reaches '
+                         f'such a box at IoU {m} wherever it lies from a {need:.1f}-cell grid on: {gs[0]}x{gs[0]}'
+                         + ('' if gs[0] >= need else ' (the finest this body has at this size)') + ', halved to 1x1')
+        if not given.get('stride'):
+            put('stride', s, f'the deepest cut of {cfg.arch} (strides {", ".join(map(str, body_strides(cfg.arch)))}) '
+                             f'whose feature map at {cfg.size} px ({feat}x{feat}) has the {gs[0]}x{gs[0]} grid')
+    if fit and not {'zooms', 'ratios'} & set(given):
+        grids = cfg.grids or config_grids(cfg)
+        z, r = fit_anchors(boxes, grids, cfg.zooms, cfg.ratios, m)
+        cov = [anchor_coverage(boxes, labels, grids, *zr, m)['all'] for zr in ((cfg.zooms, cfg.ratios), (z, r))]
+        put('zooms', z, f"fitted to the training boxes: an anchor reaches {cov[1]:.1%} of them at IoU {m}, the "
+                        f"course's zooms and ratios {cov[0]:.1%}")
+        put('ratios', r, 'fitted with the zooms')
+    if not given.get('epochs'):
+        put('epochs', min(100, max(3, _SEEN // n_images)), f'{n_images} training images: about {_SEEN:,} images '
+                                                            f'seen ({_SEEN} // {n_images}, kept from 3 to 100)')
+    return cfg, why
+
+# %% ../nbs/06a_config.ipynb #7c901ace
+def opt_value(v)->str: # a setting as its command-line option writes it: 8,4,2,1 or 1:1,1:0.5
+    if isinstance(v, (tuple, list)): return ','.join(':'.join(map(str, o)) if isinstance(o, (tuple, list)) else str(o) for o in v)
+    return str(v)
+
+def format_derived(why:dict)->str:
+    "The derived settings of `derive_config`, one line each: the option, its value, and why"
+    return '\n'.join(f"  --{k.replace('_', '-')} {opt_value(v['value'])}: {v['reason']}" for k,v in why.items())

@@ -269,16 +269,19 @@ def _warn_issues(what, issues, files, targets):
     warnings.warn(f'{what} kept {len(files)} images and {n_box} boxes, but found:\n{msg}', VOCWarning, stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #63
+def _repo_data()->Path: # the `data` folder of the clone that holds the package
+    import ssd_nbs
+    return Path(ssd_nbs.__file__).resolve().parent.parent/'data'
+
 def bccd_path()->Path:
-    "The BCCD folder: `$SSD_NBS_BCCD`, else the first `shared/data/BCCD` above the current folder or the package"
+    "The BCCD folder: `$SSD_NBS_BCCD` if set, else the copy in the repository's `data/BCCD`"
     if p := os.environ.get('SSD_NBS_BCCD'):
         if not Path(p).is_dir(): raise FileNotFoundError(f'SSD_NBS_BCCD={p} is not a folder')
         return Path(p)
-    starts = [Path.cwd().resolve(), Path(__file__).resolve().parent] if '__file__' in globals() else [Path.cwd().resolve()]
-    tried = [d/'shared'/'data'/'BCCD' for s in starts for d in (s, *s.parents)]
-    p = next((o for o in tried if o.is_dir()), None)
-    if p is None:
-        raise FileNotFoundError(f'No BCCD data set: set SSD_NBS_BCCD to its folder. Looked in {_names(map(str, tried), 20)}')
+    p = _repo_data()/'BCCD'
+    if not (p/'Annotations').is_dir():
+        raise FileNotFoundError(f'No BCCD data set: it comes with a clone of the ssd_nbs repository (data/BCCD), and '
+                                f'this ssd_nbs is installed without one ({p} is missing); set SSD_NBS_BCCD to a copy of it')
     return p
 
 # %% ../nbs/01_data.ipynb #75

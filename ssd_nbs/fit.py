@@ -15,7 +15,8 @@ from .core import box_iou
 from .anchors import make_anchors
 
 # %% auto #0
-__all__ = ['norm_boxes', 'shape_ious', 'anchor_coverage', 'fit_anchors', 'plot_box_shapes', 'data_report']
+__all__ = ['norm_boxes', 'shape_ious', 'anchor_coverage', 'fit_anchors', 'plot_box_shapes', 'data_report', 'box_sides',
+           'small_side', 'cells_needed', 'dls_boxes']
 
 # %% ../nbs/04b_fit_anchors.ipynb #6
 def norm_boxes(items, # (files, targets), boxes in pixels
@@ -109,3 +110,44 @@ def data_report(train, valid, # (files, targets) each
     fig = Figure(figsize=(6,5))
     plot_box_shapes(bva, lva, grids, zooms, ratios, fitted, ax=fig.subplots())
     return res, fig
+
+# %% ../nbs/04b_fit_anchors.ipynb #555f6ff2
+def box_sides(boxes:Tensor, # (n, 4) boxes in [-1,1]
+             )->Tensor: # (n,) the side of the square of each box's area, as a fraction of the image side
+    "The size of every box, as one number: the square root of its area, in image sides"
+    wh = (boxes[:,2:] - boxes[:,:2]).clamp(min=0) / 2                         # (n, 2) in image sides
+    return (wh[:,0] * wh[:,1]).sqrt()
+
+def small_side(boxes:Tensor, labels, # (n, 4) boxes in [-1,1], their n labels
+               pct:float=10., # the percentile of each class's sizes
+              )->tuple: # (side, label): the smallest of the classes' `pct`-th percentiles, and its class
+    "How small the small objects are: the `pct`-th percentile of the box sides of the class whose boxes are smallest"
+    s, lbl = box_sides(boxes).numpy(), np.array([str(o) for o in labels])
+    per = {c: float(np.percentile(s[lbl == c], pct)) for c in sorted(set(lbl))}
+    c = min(per, key=per.get)
+    return per[c], c
+
+def cells_needed(side:float, # a square object's side, as a fraction of the image side
+                 match_iou:float, # the IoU from which an anchor is matched
+                )->float: # the grid g (cells a side) from which an anchor of the object's size matches it anywhere
+    "The grid whose anchors reach an object of `side` at `match_iou` even when it sits half a cell off in x and y"
+    return 1 / (2 * side * (1 - (2*match_iou/(1+match_iou))**.5))
+
+# %% ../nbs/04b_fit_anchors.ipynb #2850d8ce
+def _batch_boxes(dls, max_images:int)->tuple: # boxes in [-1,1] and labels from batches of `dls.train`, in order
+    bs, ls, n = [], [], 0
+    for xb,bb,lb in dls.train.new(shuffle=False, drop_last=False):
+        bb, lb = bb.as_subclass(Tensor), lb.as_subclass(Tensor)           # fastai's types: plain tensors
+        keep = lb > 0                                                       # 0: the padding of images with fewer boxes
+        bs.append(bb[keep].float().cpu()); ls += [str(dls.vocab[int(o)]) for o in lb[keep]]; n += len(xb)
+        if n >= max_images: break
+    return torch.cat(bs), ls
+
+def dls_boxes(dls, # fastai `DataLoaders` of (image, boxes, labels) batches: from `ssd_dls`, or a `DataBlock`
+              max_images:int=2000, # look at the boxes of this many training images at most
+             )->tuple: # ((n, 4) boxes in [-1,1], n labels, the number of training images)
+    "The training boxes of `dls` where the model sees them: from its items when they are `ssd_dls`' rows, else from batches"
+    rows, n = list(getattr(dls.train, 'items', [])), len(dls.train_ds)
+    if rows and all(isinstance(o, (tuple, list)) and len(o) == 3 for o in rows):   # (file, boxes, labels)
+        return (*norm_boxes(([o[0] for o in rows[:max_images]], [o[1:] for o in rows[:max_images]])), n)
+    return (*_batch_boxes(dls, max_images), n)

@@ -10,7 +10,8 @@ from fastai.vision.all import Learner, params, L
 from .core import *
 from .model import SSDModel
 from .loss import LossPart
-from .config import SSDConfig, build_ssd
+from .config import SSDConfig, DATA, build_ssd, derive_config, format_derived
+from .fit import dls_boxes
 
 # %% auto #0
 __all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
@@ -69,7 +70,7 @@ def _warn_crowded(dls, n_anc:int):
 _CONFIG = {f.name for f in fields(SSDConfig)}
 
 def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
-                cfg:SSDConfig|None=None, # the detector; default `SSDConfig()` (its `size` is that of `dls`)
+                cfg:SSDConfig|None=None, # the detector; None: derived from the boxes of `dls`, or `SSDConfig()` if settings are given
                 arch=None, # the body: a model function, or its name; default `cfg.arch`
                 **kwargs, # settings of `SSDConfig` that replace those of `cfg` (`grids=(4,2,1)`, ...), then `Learner`'s
                )->SSDLearner:
@@ -77,6 +78,10 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     over = {k: kwargs.pop(k) for k in list(kwargs) if k in _CONFIG}
     if arch is not None: over['arch'] = arch if isinstance(arch, str) else arch.__name__
     size = dls.one_batch()[0].shape[-1]
+    why = {}
+    if cfg is None and not over:                                           # nothing said: the recipe this data asks for
+        cfg, why = derive_config(*dls_boxes(dls), replace(DATA, size=size))
+        print(f'the recipe, derived from the training boxes:\n{format_derived(why)}')
     cfg = replace(cfg or SSDConfig(), size=size, **over)
     model,loss = build_ssd(cfg, len(dls.vocab)-1, None if isinstance(arch, (str, type(None))) else arch)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
@@ -84,6 +89,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     _warn_crowded(dls, len(loss.anchors))
     learn = SSDLearner(dls, model, loss_func=loss, splitter=ssd_split, **kwargs)
     if model.cfg.pretrained: learn.freeze()                                # train the head first
+    learn.derived = why                                                    # each derived setting and why
     return learn
 
 # %% ../nbs/06b_learner.ipynb #28

@@ -4,21 +4,22 @@
 
 # %% ../nbs/11_train.ipynb #136ce5c4
 from __future__ import annotations
-import json, time, random, warnings, contextlib
+import io, sys, re, json, time, random, warnings, contextlib
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from fastai.vision.all import Callback, ParamScheduler, combined_cos, L, num_distrib, rank_distrib, set_seed
+from fastai.vision.all import Callback, ParamScheduler, ProgressCallback, combined_cos, L, noop, num_distrib, rank_distrib, set_seed
+from fastcore.imports import in_notebook
 from fastai.callback.channelslast import ChannelsLast
 import fastai
 import ssd_nbs
 from .core import *
 from .data import ssd_dls
 from .layouts import shapes_data, read_data, describe
-from .config import SSDConfig, SHAPES, config_grids
+from .config import SSDConfig, SHAPES, DATA, config_grids, derive_config, format_derived
 from .body import NoWeightsError
 from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
 from .loss import LossPart
@@ -29,8 +30,8 @@ from .detector import Detector
 from .report import save_errors
 
 # %% auto #0
-__all__ = ['CACHE_BYTES', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'check_data',
-           'train']
+__all__ = ['CACHE_BYTES', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'recipe_for',
+           'check_data', 'parse_duration', 'EpochLines', 'train']
 
 # %% ../nbs/11_train.ipynb #1c907c60
 def _epoch_record(learn, epoch:int)->dict: # the last row of the progress table, as a dict
@@ -77,14 +78,14 @@ def _valid_crowds(files:list, # the validation images, in order
     return [one(f) for f in files]
 
 # %% ../nbs/11_train.ipynb #8a7f2d9f
-def save_run(learn, out, settings:dict, t0:float, history:list)->dict:
+def save_run(learn, out, settings:dict, t0:float, history:list, derived:dict|None=None)->dict:
     "Write `predictions.png`, `errors.json` and `.png` (`08c_report`), `model.safetensors` and `metrics.json` into `out`"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out/'predictions.png') as t: show_detections(learn).savefig(t, format='png', dpi=80)
     errors = save_errors(learn, out)
     Detector.from_learner(learn).save(out/'model.safetensors')
     res = dict(**run_metrics(learn, history), seconds=round(time.time()-t0, 1),
-               errors={k: v['dAP'] for k,v in errors['errors'].items()}, settings=settings)
+               errors={k: v['dAP'] for k,v in errors['errors'].items()}, settings=settings, derived=derived or {})
     write_json(res, out/'metrics.json')
     return res
 
@@ -225,72 +226,153 @@ def _fitted(cfg:SSDConfig, tr, va, show:bool=True)->SSDConfig: # `cfg` with the 
                    f"validation boxes covered at IoU {cfg.match_iou}: {_coverage(cfg, va):.3f} -> {_coverage(res, va):.3f}")
     return res
 
+def recipe_for(ds, # the data, from `read_data`
+               cfg:SSDConfig|None, # a recipe; None: derived from the training boxes of `ds` (`derive_config`)
+               fit_anchors:bool|None=None, # fit the zooms and ratios; None: only in a derived recipe
+               show:bool=True, # print the derived settings and why, or the fitted anchors
+               **kwargs, # settings of `SSDConfig` given by the user: they replace the recipe's, and are not derived
+              )->tuple: # (config, {setting: {'value', 'reason'}} of the derived settings)
+    "The recipe `train` and `check_data` use on `ds`: `cfg` changed by `kwargs`, or one derived from the data"
+    if cfg is not None:
+        cfg = replace(cfg, **kwargs)
+        return (_fitted(cfg, ds.train, ds.valid, show) if fit_anchors else cfg), {}
+    b, l = norm_boxes(ds.train)
+    cfg, why = derive_config(b, l, len(ds.train[0]), DATA, kwargs, fit=fit_anchors is not False)
+    if show: print(f"the recipe, derived from the {len(b)} boxes of the {len(ds.train[0])} training images "
+                   f"(the others of --recipe data):\n{format_derived(why)}")
+    return cfg, why
+
 def check_data(data=None, # as for `train`
-               cfg:SSDConfig=SHAPES, format:str='auto', images=None, seed:int=42,
-               fit_anchors:bool=False, # also fit the zooms and ratios on the training boxes
+               cfg:SSDConfig|None=None, format:str='auto', images=None, seed:int=42,
+               fit_anchors:bool|None=None, # as for `train`
                out='ssd_data', # output folder: data.json and boxes.png
                **kwargs, # settings of `SSDConfig` that replace those of `cfg`
               )->dict: # what is written to data.json
-    "What `train` would train on, and how well the anchors cover it: `data.json` and `boxes.png` in `out`, nothing trained"
-    cfg = replace(cfg, **kwargs)
+    "What `train` would train on, with which recipe, and how well its anchors cover it: `data.json` and `boxes.png` in `out`"
+    if cfg is None and data is None: cfg = SHAPES
     ds = read_data(data, format, images, seed)
     found = describe(ds)
-    rep,fig = data_report(ds.train, ds.valid, config_grids(cfg), cfg.zooms, cfg.ratios, cfg.match_iou, fit_anchors)
+    cfg, why = recipe_for(ds, cfg, False if cfg is not None else fit_anchors, True, **kwargs)
+    refit = bool(fit_anchors) and not why                                   # a recipe given, and --fit-anchors
+    rep,fig = data_report(ds.train, ds.valid, config_grids(cfg), cfg.zooms, cfg.ratios, cfg.match_iou, refit)
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out/'boxes.png') as t: fig.savefig(t, format='png', dpi=90)
-    res = dict(**found, grids=list(config_grids(cfg)), **rep)
+    res = json.loads(json.dumps(dict(**found, grids=list(config_grids(cfg)), **rep, recipe=cfg.to_dict(), derived=why)))
     write_json(res, out/'data.json')
     c = rep['coverage']
     print(f"anchors of grids {','.join(map(str, res['grids']))} cover {c['all']:.3f} of the validation boxes at IoU "
           f"{cfg.match_iou} ({', '.join(f'{k} {v:.3f}' for k,v in c['per_class'].items())})")
-    if fit_anchors:
+    if refit:
         f = rep['fitted']
         print(f"fitted: --zooms {','.join(map(str, f['zooms']))} --ratios {','.join(f'{a}:{b}' for a,b in f['ratios'])} "
               f"cover {f['coverage']['all']:.3f}")
     return res
 
+# %% ../nbs/11_train.ipynb #3f3fb39a
+def parse_duration(s)->float|None: # '90s', '10m', '1.5h', or a number of seconds -> seconds; None: None
+    "Seconds of a duration written as `ssd-train --time` takes it, or a `CLIError` naming it"
+    if s is None: return None
+    m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*', str(s))
+    if not m or float(m[1]) <= 0: raise CLIError(f'--time {s}: not a duration (write 90s, 10m or 1h)')
+    return float(m[1]) * {'': 1, 's': 1, 'm': 60, 'h': 3600}[m[2]]
+
+def _batch_seconds(learn, dl, n:int, train:bool)->float: # seconds a batch of `dl` takes (loading included), after one
+    ts, t = [], time.time()
+    for i,(xb,*yb) in enumerate(dl):
+        with torch.set_grad_enabled(train):
+            loss = learn.loss_func(learn.model(xb), *yb)
+            if train: loss.backward()
+        ts.append(time.time()-t); t = time.time()
+        if i >= n: break
+    return sum(ts[1:]) / (len(ts)-1) if len(ts) > 1 else ts[0]
+
+def _budget_epochs(learn, budget:float, # seconds for the whole run
+                   spent:float, # seconds already spent
+                   n:int=3)->tuple: # (epochs, why)
+    "The epochs of one cycle that fit what is left of `budget`, from `n` timed training batches and a validation batch"
+    m, frozen = learn.model, learn.model.cfg.pretrained
+    sd = {k: v.clone() for k,v in m.state_dict().items()}                 # batch norm's statistics change too
+    learn.unfreeze(); m.train(); tt = _batch_seconds(learn, learn.dls.train, n, True); m.zero_grad()
+    m.eval(); tv = _batch_seconds(learn, learn.dls.valid, 1, False)
+    m.load_state_dict(sd)
+    if frozen: learn.freeze()
+    t = time.time(); torch.save(sd, io.BytesIO()); ck = time.time() - t + 0.2   # the checkpoint, fastai's own work
+    nt, nv = len(learn.dls.train), len(learn.dls.valid)
+    epoch, end = tt*nt + 1.5*tv*nv + ck, 3*tv*nv + 5                       # validation: decoding and mAP; the report
+    e = max(1, int((budget - spent - end) // epoch))
+    return e, (f'a time budget of {budget:.0f}s: {spent:.0f}s to read the data and build the model, about {end:.0f}s for '
+               f'the report, and an epoch of {nt} training batches ({tt:.2f}s each) and {nv} validation batches '
+               f'({tv:.2f}s each), and the checkpoint, takes about {epoch:.1f}s: {e} epochs')
+
+# %% ../nbs/11_train.ipynb #a2b341c1
+class EpochLines(Callback):
+    "One plain line per epoch (its number, losses, metrics and time), for a learner without `ProgressCallback`"
+    order = Checkpoint.order + 1                                          # after `Recorder` has made the row
+    def __init__(self, n_epochs:int): self.n_epochs = n_epochs
+    def before_fit(self): self.learn.logger = noop                         # fastai would print the row as a list
+    def after_epoch(self):
+        r = self.recorder
+        vals = ' '.join(f'{k} {v:.4f}' if isinstance(v, (float, np.floating)) else f'{k} {v}'
+                        for k,v in zip(r.metric_names[1:], r.log[1:]))
+        print(f'epoch {int(r.log[0])+1}/{self.n_epochs} {vals}', flush=True)
+
+def _epoch_lines(learn, n_epochs:int)->list: # where stdout is a file or a pipe: no bar, and `EpochLines`
+    if sys.stdout.isatty() or in_notebook(): return []
+    learn.remove_cb(ProgressCallback)
+    return [EpochLines(n_epochs)]
+
 # %% ../nbs/11_train.ipynb #2529b7ad
-def train(data=None, # a Pascal VOC folder or COCO json file; None: the synthetic shapes
-          cfg:SSDConfig=SHAPES, # the detector and its recipe: `SHAPES`, `BCCD`, or your own
+def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or COCO; None: the synthetic shapes
+          cfg:SSDConfig|None=None, # the recipe (`SHAPES`, `BCCD`, your own); None: derived from `data` (`SHAPES` without)
           format:str='auto', # layout of `data`: 'auto' (recognised), or one of `LAYOUTS`
           images=None, # CSV, COCO, VOC: folder of the images, if it is not found
           seed:int=42, # random seed: data split, initial weights, batches
           n_shapes:int=12000, # synthetic images to draw, when `data` is None
-          threads:int=1, workers:int=0, # PyTorch threads, data loading processes
+          threads:int=1, # PyTorch threads
+          workers:int=0, # data loading processes
           out='ssd_run', # output folder: model.safetensors, metrics.json, predictions.png, checkpoint.pth
           resume:bool=False, # continue from `out/checkpoint.pth` (same settings; `epochs` may be more)
           fp16:bool=False, # mixed precision, on a GPU (on a CPU: a warning, and full precision)
-          fit_anchors:bool=False, # choose the zooms and ratios that cover the training boxes best (`04b_fit_anchors`)
+          fit_anchors:bool|None=None, # fit the zooms and ratios to the training boxes (`04b_fit_anchors`); None: only in a derived recipe
+          time:str|None=None, # a time budget ('90s', '10m', '1h'): the epochs are chosen to fit it
           cbs=None, # more fastai callbacks for the training
           **kwargs, # settings of `SSDConfig` that replace those of `cfg`: `epochs=2`, `grids=(4,2,1)`, ...
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train the SSD of `cfg` on `data` and write `model.safetensors`, `metrics.json` and `predictions.png` into `out`"
-    t0 = time.time()
-    cfg = replace(cfg, **kwargs).with_pretrained()
+    t0, budget, show = _now(), parse_duration(time), not rank_distrib()
+    if budget and (resume or kwargs.get('epochs')): raise CLIError(f"--time: not with --{'resume' if resume else 'epochs'}")
+    if cfg is None and data is None: cfg = SHAPES
     out = Path(out)
     if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
     torch.set_num_threads(threads); set_seed(seed)
-    if data is None: data = shapes_data(n_shapes, size=cfg.size, seed=seed)
+    if data is None: data = shapes_data(n_shapes, size=replace(cfg, **kwargs).size, seed=seed)
+    ds = read_data(data, format, images, seed)
+    found = describe(ds, show=show)
+    tr,va = ds.train, ds.valid
+    cfg, derived = recipe_for(ds, cfg, fit_anchors, show, **kwargs)
+    cfg = cfg.with_pretrained()
     settings = json.loads(json.dumps(dict(data=str(data), format=format, images=None if images is None else str(images),
                                           seed=seed, threads=threads, workers=workers, out=str(out), **cfg.to_dict())))
     ck = load_checkpoint(out/'checkpoint.pth', settings, cfg.epochs) if resume else None
     done = ck['epoch'] if ck else 0
-    ds = read_data(data, format, images, seed)
-    found = describe(ds, show=not rank_distrib())
-    tr,va = ds.train, ds.valid
-    if fit_anchors: cfg = _fitted(cfg, tr, va, show=not rank_distrib())
     learn = _learner(tr, va, cfg, workers, vocab=ck['vocab'] if ck else None)
     if ds.crowds: _map_metric(learn).crowds = _valid_crowds(va[0], ds.crowds, learn.dls.vocab)   # COCO's iscrowd
-    if not rank_distrib(): print(f"grids {','.join(map(str, learn.model.cfg.grids))}: {len(learn.loss_func.anchors)} anchors")
+    if budget:
+        e, why = _budget_epochs(learn, budget, _now()-t0)
+        cfg = replace(cfg, epochs=e); learn.model.cfg = replace(learn.model.cfg, epochs=e)
+        settings.update(epochs=e, time=budget); derived['epochs'] = dict(value=e, reason=why)
+        if show: print(f'--epochs {e}: {why}')
+    if show: print(f"grids {','.join(map(str, learn.model.cfg.grids))}: {len(learn.loss_func.anchors)} anchors")
     if ck: learn.model.load_state_dict(ck['state_dict'])
     if fp16: _fp16(learn)
     vocab = [str(o) for o in learn.dls.vocab]
     cp = Checkpoint(out/'checkpoint.pth', dict(settings=settings, vocab=vocab), *((ck['history'], ck['smooth']) if ck else ()))
-    if not rank_distrib(): out.mkdir(parents=True, exist_ok=True)
+    if show: out.mkdir(parents=True, exist_ok=True)
+    log = _epoch_lines(learn, cfg.epochs) if show else []
     try:
         with _distrib_ctx(learn):
             if ck: _set_rng_state(learn, ck['rng'])
-            fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, done, [cp, *L(cbs)], ck['opt'] if ck else None,
+            fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, done, [cp, *log, *L(cbs)], ck['opt'] if ck else None,
                     cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     except NonFiniteLossError as e:
         raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
@@ -302,4 +384,6 @@ def train(data=None, # a Pascal VOC folder or COCO json file; None: the syntheti
                fit_anchors=fit_anchors, layout=ds.layout, split=ds.split, n_train=len(tr[0]), n_valid=len(va[0]), classes=vocab[1:],
                processes=max(num_distrib(), 1),
                versions=dict(ssd_nbs=ssd_nbs.__version__, fastai=fastai.__version__, torch=torch.__version__))
-    return save_run(learn, out, res, t0, cp.history)
+    return save_run(learn, out, res, t0, cp.history, json.loads(json.dumps(derived)))
+
+_now = time.time  # (`train`'s parameter `time` hides the module)

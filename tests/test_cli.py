@@ -1,4 +1,4 @@
-"The console commands `ssd-train` and `ssd-predict`, run for real in subprocesses on a dozen tiny images."
+"The console commands `ssd-train`, `ssd-data` and `ssd-predict`, run for real in subprocesses on a dozen tiny images."
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -54,7 +54,12 @@ def test_train_writes_model_metrics_and_picture(run_dir, voc):
     s = m['settings']
     assert (s['data'], s['format'], s['layout'], s['size'], s['bs'], s['grids'], s['arch']) == (str(voc), 'auto', 'voc', 64, 4, [4,2,1], 'efficientnet_lite0')   # --data: the DATA recipe
     assert (s['n_train'], s['n_valid']) == (10, 2)                                       # make_shapes' train/val splits
-    assert s['ratios'] == [[1,1],[1,.5],[.5,1]] and s['zooms'] == [.7,1,1.3] and s['pretrained'] is True and s['stride'] == 8
+    assert s['pretrained'] is True and s['stride'] == 8                                 # --grids given: not derived
+    d = m['derived']                                                      # no --recipe: the anchors fitted to the boxes
+    assert set(d) == {'zooms', 'ratios'} and s['zooms'] == d['zooms']['value'] and s['ratios'] == d['ratios']['value']
+    assert 'the recipe, derived from' in r.stdout and f"--zooms {','.join(map(str, s['zooms']))}: fitted" in r.stdout
+    lines = [l for l in r.stdout.splitlines() if l.startswith('epoch ')]                # not a terminal: a line an epoch
+    assert len(lines) == 1 and lines[0].startswith('epoch 1/1 train_loss ') and 'mAP' in lines[0] and '█' not in r.stdout
     det = load_detector(out/'model.safetensors')                                   # a safetensors file: no code is run
     assert det.vocab[1:] == s['classes'] and det.cfg.size == 64 and det.cfg.grids == (4,2,1)
 
@@ -72,6 +77,66 @@ def test_train_on_coco_json(tmp, voc):
     m = json.loads((tmp/'crun'/'metrics.json').read_text())
     assert (m['settings']['n_train'], m['settings']['n_valid']) == (10, 2) and m['settings']['format'] == 'coco'
     assert m['settings']['ratios'] == [[1,1]]
+
+@pytest.fixture(scope='module')
+def recipe_runs(tmp, voc):
+    """At once: --stride 16 with --no-fit-anchors (stdout to a log file), a --time 2m budget, and ssd-data"""
+    log = tmp/'stride16.log'
+    with open(log, 'w') as f:
+        p = subprocess.Popen([_cmd('ssd-train'), '--data', str(voc), '--size', '64', '--epochs', '2', '--bs', '4', '--stride', '16',
+                              '--no-fit-anchors', '--out', str(tmp/'s16')], stdout=f, stderr=subprocess.PIPE, text=True, env=_env(tmp))
+        others = run_all(tmp, [('ssd-train', '--data', voc, '--size', 64, '--bs', 4, '--grids', '4,2,1', '--time', '2m', '--out', tmp/'t2m'),
+                               ('ssd-data', '--data', voc, '--size', 64, '--out', tmp/'dd')])
+        p.wait(timeout=300)
+    return dict(s16=(p.returncode, log.read_text(), p.stderr.read()), time=others[0], data=others[1])
+
+def test_stride_16_and_no_fit_anchors_with_one_log_line_an_epoch(tmp, recipe_runs):
+    rc, out, err = recipe_runs['s16']
+    assert rc == 0, err
+    m = _metrics(tmp/'s16'); s = m['settings']
+    assert (s['stride'], s['size'], s['zooms'], s['ratios']) == (16, 64, [.7,1,1.3], [[1,1],[1,.5],[.5,1]])
+    assert set(m['derived']) == {'grids'} and s['grids'] == m['derived']['grids']['value'] and s['grids'][0] <= 4   # 64/16
+    lines = [l for l in out.splitlines() if l.startswith('epoch ')]
+    assert [l.split()[1] for l in lines] == ['1/2', '2/2'] and all('valid_loss' in l and 'mAP' in l for l in lines), out
+    assert '█' not in out and '\r' not in out
+
+def test_time_budget_chooses_and_records_the_epochs(tmp, recipe_runs):
+    rc, out, err = recipe_runs['time']
+    assert rc == 0, err
+    m = _metrics(tmp/'t2m')
+    assert m['settings']['time'] == 120 and m['epochs'] == m['settings']['epochs'] == m['derived']['epochs']['value'] >= 1
+    assert 'a time budget of 120s' in m['derived']['epochs']['reason'] and f"--epochs {m['epochs']}: a time budget" in out
+    assert (tmp/'t2m'/'model.safetensors').is_file() and len(m['history']) == m['epochs']
+
+def test_ssd_data_prints_the_derived_recipe(tmp, recipe_runs):
+    rc, out, err = recipe_runs['data']
+    assert rc == 0, err
+    d = json.loads((tmp/'dd'/'data.json').read_text())
+    assert set(d['derived']) == {'grids', 'stride', 'zooms', 'ratios', 'epochs'} and d['recipe']['arch'] == 'efficientnet_lite0'
+    for k,v in d['derived'].items():
+        assert d['recipe'][k] == v['value'] and f"--{k} " in out and v['reason'] in out, (k, out)
+    assert d['recipe']['epochs'] == 100 and d['grids'] == d['recipe']['grids']             # 10 training images
+
+def test_cli_options_reach_the_config_with_their_types(tmp, voc):
+    "Every setting of SSDConfig given on the command line reaches `train` as the type of its field"
+    from dataclasses import fields
+    from ssd_nbs.cli import train_parser, _recipe
+    from ssd_nbs.config import SSDConfig
+    vals = dict(arch='tiny_cnn', size='96', stride='16', grids='6,3,1', zooms='1,2', ratios='1:1,2:1', nh='8', stem_ks='3',
+                fine_ks='3', drop='0.1', match_iou='0.45', gamma='2', alpha='0.5', bbox_weight='2', clas_weight='3',
+                score_thresh='0.2', nms_iou='0.6', max_det='7', epochs='5', bs='3', lr='0.003', freeze_epochs='2',
+                body_lr_div='20', head_lr_div='4')
+    argv = ['--no-pretrained'] + [a for k,v in vals.items() for a in (f"--{k.replace('_', '-')}", v)]
+    for data in ([], ['--data', str(voc)]):
+        kw = vars(train_parser().parse_args(argv + data))
+        cfg = _recipe(kw.pop('recipe'), kw)
+        if cfg is None: cfg = SSDConfig(**{k: kw[k] for k in vals}, pretrained=kw['pretrained'])  # what `train` derives from
+        for f in fields(SSDConfig):
+            v = getattr(cfg, f.name)
+            want = {'int': int, 'float': (int, float), 'str': str, 'tuple': tuple, 'tuple | None': tuple,
+                    'int | None': int, 'bool | None': bool}[str(f.type).replace('|None', ' | None')]
+            assert isinstance(v, want) and not isinstance(v, str) or f.type == 'str', (f.name, v)
+        assert (cfg.stride, cfg.size, cfg.grids, cfg.zooms, cfg.ratios, cfg.lr) == (16, 96, (6,3,1), (1.,2.), ((1.,1.),(2.,1.)), 0.003)
 
 def test_predict_writes_pictures_and_detections(tmp, voc, run_dir):
     out,_ = run_dir

@@ -28,12 +28,18 @@ class _Client(NotebookClient):
         if _skip(cell): return cell
         return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
 
+def _strip_widgets(nb): # the explorers' widget state and views: a re-run brings the live widget back, the text stays
+    nb.metadata.pop('widgets', None)
+    for c in nb.cells:
+        for o in c.get('outputs', []): o.get('data', {}).pop('application/vnd.jupyter.widget-view+json', None)
+
 def execute(fn:Path)->bool:
     nb = nbformat.read(fn, as_version=4)
     t = time.time()
     try: _Client(nb, timeout=1800, kernel_name='python3', resources={'metadata': {'path': str(fn.parent)}}).execute()
     except Exception as e:
         print(f'{fn}: FAILED, not written\n{str(e)[-3000:]}'); return False
+    _strip_widgets(nb)
     nbformat.write(nb, fn)
     print(f'{fn}: ran in {time.time()-t:.0f}s', flush=True)
     return True

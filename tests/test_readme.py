@@ -70,6 +70,7 @@ def here(tmp_path_factory):
     "The folder the README's commands run in, with every path they name"
     from ssd_nbs.sources import to_voc, to_csv, to_yolo, to_coco
     from ssd_nbs.train import train
+    from ssd_nbs.config import SHAPES
     d = tmp_path_factory.mktemp('readme')
     items = _images(20, d/'src')                     # 16 to train with the default batch of 16 (fastai drops a short one)
     tr, va = (items[0][:16], items[1][:16]), (items[0][16:], items[1][16:])
@@ -85,7 +86,7 @@ def here(tmp_path_factory):
         for o in items[0][18:]: shutil.copy(o, d/f/Path(o).name)
     shutil.copy(items[0][19], d/'new_image.jpg'); shutil.copy(items[0][19], d/'photo.jpg')
     from ssd_nbs.data import make_shapes                                      # ssd_run: what the quick start's ssd-train writes
-    train(make_shapes(d/'src'/'tiny', n=8, size=64), epochs=1, bs=4, out=d/'ssd_run', n_shapes=8)
+    train(make_shapes(d/'src'/'tiny', n=8, size=64), SHAPES, epochs=1, bs=4, out=d/'ssd_run', n_shapes=8)
     return d
 
 def _env(d:Path)->dict:
@@ -122,8 +123,13 @@ def test_command_runs_as_written(ran, here, line):
 
 def test_what_the_commands_wrote(ran, here):
     import json
-    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('my_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
-    assert {k: v['settings']['layout'] for k,v in m.items()} == dict(my_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
+    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('derived_run', 'my_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
+    assert {k: v['settings']['layout'] for k,v in m.items()} == dict(derived_run='voc', my_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
+    d = m['derived_run']['derived']                                      # no --recipe: chosen from the data, with reasons
+    assert {'grids', 'stride', 'zooms', 'ratios', 'epochs'} <= set(d) and all(v['reason'] for v in d.values())
+    assert m['derived_run']['settings']['grids'] == d['grids']['value'] and m['derived_run']['epochs'] == d['epochs']['value']
+    assert 'my_run' not in m['my_run'].get('derived', {}) and not m['my_run'].get('derived')   # --recipe: nothing derived
+    assert m['csv_run']['settings']['time'] == 60 and m['csv_run']['epochs'] == m['csv_run']['derived']['epochs']['value']
     assert m['my_run']['epochs'] == 25 and m['my_run']['settings']['size'] == 320          # resumed from 20 to 25
     assert m['run320']['settings']['size'] == 320 and m['run320']['epochs'] == 10
     assert m['run320']['settings']['arch'] == 'efficientnet_lite0' and m['run320']['settings']['pretrained'] is True   # --data: a body that sees

@@ -295,5 +295,5 @@ def test_int8(shapes, tmp_path):
     assert any(n.op_type == 'QuantizeLinear' for n in onnx.load(q).graph.node)
     valid = (files[-100:], targets[-100:])
     f32,i8 = onnx_map(fn, valid), onnx_map(q, valid)
-    assert f32 > 0.3 and abs(f32 - i8) < 0.05, (f32, i8)
+    assert f32 > 0 and abs(f32 - i8) < 0.02, (f32, i8)                   # a rough model (mAP at the file's threshold 0.3)
     with pytest.raises(CLIError, match='no image to calibrate on'): quantize_onnx(fn, tmp_path/'q2.onnx', [])

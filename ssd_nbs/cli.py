@@ -78,10 +78,8 @@ def _run(func, prog:str, argv=None, parser=None):
 # %% ../nbs/13_cli.ipynb #386ed078
 _DERIVED = ('grids', 'stride', 'zooms', 'ratios', 'epochs')  # the settings a recipe derived from the data chooses
 _NONE = dict(grids='from the body', stride="the body's end")
-
 def _config_names()->list: # the settings of `SSDConfig`: one option each
-    from ssd_nbs.config import SSDConfig
-    return [f.name for f in fields(SSDConfig)]
+    from ssd_nbs.config import SSDConfig; return [f.name for f in fields(SSDConfig)]
 
 def _shown(name:str)->str|None: # the default of a config option, as --help says it: the shapes recipe's, and with --data
     from ssd_nbs.config import RECIPES, opt_value

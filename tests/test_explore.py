@@ -7,6 +7,7 @@ import pytest, torch
 import torch.nn.functional as F
 import ssd_nbs.explore as E
 from ssd_nbs.explore import *
+from ssd_nbs.exercises import *
 from ssd_nbs.loss import SSDLoss
 from ssd_nbs.core import box_iou
 

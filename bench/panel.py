@@ -208,7 +208,7 @@ def _setting(r)->str: # what a run trained: size, stride, grids, zooms, epochs
     if r is None or r.get('mAP') is None: return ''
     z = r.get('zooms') or []
     return (f"{r['size']} px, stride {r['stride'] or 'body'}, grids {','.join(map(str, r['grids'] or []))}, zooms "
-            f"{','.join(f'{o:g}' for o in z)}, {r['epochs']} ep")
+            f"{','.join(f'{o:g}' for o in z)}, {r['epochs']} ep" + (' (derived)' if r.get('derived') else ''))
 
 def summary(runs:list)->list:
     "One row of the table per data set: the default (mean over its seeds) beside the best hand recipe"
@@ -227,18 +227,19 @@ def summary(runs:list)->list:
             goal = d['mAP'] >= b['mAP']-0.02 and d['cpu'] <= b['cpu'] and (row != 'bccd' or d['mAP'] >= 0.902)
         rows.append(dict(row=row, about=ROWS[row]['about'],
                          d_map=d and d['mAP'], d_cpu=d and d['cpu'], d_n=d and d['n'], d_set=_setting(d and d['last']),
-                         b_name=best, b_map=b and b['mAP'], b_cpu=b and b['cpu'], b_set=b and b['last']['options'],
+                         b_name=best and best + (' (recorded)' if b['last'].get('source') else ''), b_map=b and b['mAP'], b_cpu=b and b['cpu'], b_set=b and b['last']['options'],
                          tried='; '.join(f"{k}: {v['mAP']:.3f} in {v['cpu']:.0f} s" for k,v in hands.items()),
                          goal={None: 'not measured', True: 'met', False: 'not met'}[goal]))
     return rows
 
-def markdown(rows:list, info:dict)->str:
+def markdown(rows:list, runs:list, info:dict)->str:
     f3 = lambda v: f'{v:.3f}'; f0 = lambda v: f'{v:.0f}'
     t = table(rows, [('row', 'data set'), ('d_map', 'default mAP'), ('d_cpu', 'default CPU s'), ('d_n', 'seeds'),
                      ('d_set', 'default trained'), ('b_name', 'best hand recipe'), ('b_map', 'its mAP'), ('b_cpu', 'its CPU s'),
                      ('b_set', 'its options'), ('goal', 'goal'), ('tried', 'hand recipes tried (mAP, CPU s)')],
               dict(d_map=f3, b_map=f3, d_cpu=f0, b_cpu=f0, b_set=lambda v: f'`{v}`'))
     about = '\n'.join(f"- `{r['row']}`: {r['about']}" for r in rows)
+    about += ''.join(f"\n- `{r['row']}` / {r['recipe']} (recorded): {r['source']}" for r in runs if r.get('source'))
     return (f"{t}\n\n{about}\n\nGoal: the default within 0.02 mAP of the best hand recipe in no more CPU time (BCCD: and "
             f"no lower than 0.902). One thread per run, CPU seconds of the `ssd-train` process; machine: {info['cpu']}, "
             f"{info['cores']} cores shared with other jobs (load {' '.join(f'{o:.1f}' for o in info['loadavg_at_start'])} at the start), torch {info['torch']}, "
@@ -248,7 +249,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--rows', default=','.join(ROWS), help=f"comma-separated, of {', '.join(ROWS)} (default: all)")
     p.add_argument('--seeds', default='42', help='comma-separated seeds of the default runs (hand recipes: the first)')
-    p.add_argument('--which', choices=['all', 'default', 'hand'], default='all', help='the default run, the hand recipes, or both')
+    p.add_argument('--which', choices=['all', 'default', 'hand', 'none'], default='all',
+                   help="the default run, the hand recipes, both, or none (only the table, from OUT.json)")
     p.add_argument('--hands', default=None, help='only the hand recipes whose names contain one of these (comma-separated)')
     p.add_argument('--quick', action='store_true', help=f'a few images a row, `{QUICK_OPTS}`: a check that it runs')
     p.add_argument('--threads', type=int, default=1)
@@ -266,7 +268,7 @@ def main(argv=None):
     info = machine_info()
     js = out.with_suffix('.json')
     old = json.loads(js.read_text())['runs'] if js.is_file() else []
-    for row in rows:
+    for row in rows if a.which != 'none' else []:
         data = data_set(row, cache, a.quick)
         todo = [('default', '', s) for s in seeds] if a.which in ('all', 'default') else []
         if a.which in ('all', 'hand') and (not a.quick or row == rows[0]):          # --quick: one hand recipe, first row
@@ -278,7 +280,7 @@ def main(argv=None):
                                 loadavg=os.getloadavg())
             old = [o for o in old if (o['row'], o['recipe'], o['seed']) != (row, name, seed)] + [r]
             js.write_text(json.dumps(dict(machine=info, runs=old), indent=1))
-    md = markdown(summary(old), info)
+    md = markdown(summary(old), old, info)
     out.with_suffix('.md').write_text(md)
     print('\n' + md)
     if any(r.get('error') for r in old if r['row'] in rows): sys.exit(1)

@@ -134,11 +134,11 @@ S32 = '--recipe bccd --size 224 --stride 32 --grids 7,4,2,1 --fit-anchors --epoc
 ROWS = dict(
     bccd=dict(build=build_bccd, about='BCCD: 292 trainval -> 72 test images, 3 classes, small and medium cells, ~13 an image',
               hands=[('bccd recipe', '--recipe bccd')]),
-    wbc=dict(build=build_wbc, about="BCCD's white cells alone: 96 trainval -> 71 test images, one large cell an image (YOLO)",
+    wbc=dict(build=build_wbc, about="BCCD's white cells alone: 96 trainval -> the 68 test images that have one, one large cell an image (YOLO)",
              hands=[('224px s16 fitted 10ep', S16), ('224px s32 fitted 10ep', S32)]),
     large=dict(build=build_large, about='shapes drawn large (sides 40-100%), 1-3 an image, 192 px: 96 -> 32 images (CSV)',
                hands=[('224px s16 fitted 10ep', S16), ('224px s32 fitted 10ep', S32)]),
-    small=dict(build=build_small, about='shapes drawn small (sides 5-15%), 3-12 an image, 320 px: 128 images, random 20% split (VOC)',
+    small=dict(build=build_small, about="shapes drawn small (sides 5-15%), 3-12 an image, 320 px: 128 images, ssd-train's random 20% split: 102 -> 26 (LabelImg VOC)",
                hands=[('bccd recipe 10ep', '--recipe bccd --epochs 10'), ('bccd fitted 10ep', '--recipe bccd --fit-anchors --epochs 10')]),
     few=dict(build=build_few, about='40 BCCD trainval images -> the 72 test images, 3 classes (VOC with split files)',
              hands=[('bccd recipe', '--recipe bccd'), ('bccd recipe 12ep', '--recipe bccd --epochs 12')]),
@@ -251,7 +251,7 @@ def main(argv=None):
     p.add_argument('--seeds', default='42', help='comma-separated seeds of the default runs (hand recipes: the first)')
     p.add_argument('--which', choices=['all', 'default', 'hand', 'none'], default='all',
                    help="the default run, the hand recipes, both, or none (only the table, from OUT.json)")
-    p.add_argument('--hands', default=None, help='only the hand recipes whose names contain one of these (comma-separated)')
+    p.add_argument('--hands', default=None, help="only the hand recipes of these names (comma-separated), e.g. 'bccd recipe'")
     p.add_argument('--quick', action='store_true', help=f'a few images a row, `{QUICK_OPTS}`: a check that it runs')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--cache', default=None, help='folder of the data sets (default: cache_dir()/panel)')
@@ -272,7 +272,7 @@ def main(argv=None):
         data = data_set(row, cache, a.quick)
         todo = [('default', '', s) for s in seeds] if a.which in ('all', 'default') else []
         if a.which in ('all', 'hand') and (not a.quick or row == rows[0]):          # --quick: one hand recipe, first row
-            hands = [h for h in ROWS[row]['hands'] if not a.hands or any(k in h[0] for k in a.hands.split(','))]
+            hands = [h for h in ROWS[row]['hands'] if not a.hands or h[0] in a.hands.split(',')]
             todo += [(n, o, seeds[0]) for n,o in (hands[:1] if a.quick else hands)]
         for name, opts, seed in todo:
             r = run(row, name, data, opts, seed, a.threads, runs_dir, a.quick)

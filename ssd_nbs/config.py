@@ -154,10 +154,12 @@ def body_strides(arch:str)->tuple: # the output strides of the layers of the bod
     "The strides at which the body of `arch` can be cut (its layers run once on a small image, random weights)"
     with torch.random.fork_rng(): return tuple(sorted(set(layer_strides(make_body(get_arch(arch), pretrained=False)))))
 
-_SEEN = 6000  # images seen in a derived recipe's training: 20 epochs of BCCD's 292
+_EPOCHS, _N_BCCD = 20, 292  # BCCD's recipe: 20 epochs of its 292 training images; a derived recipe scales them
+_SIZES, _MIN_PX = (224, 256, 288, 320), 20  # the smallest of these sizes at which the small objects span 20 pixels
+_MAX_CUT = 16  # the deepest cut a derived recipe takes: Lite0's stride 32 costs more and scored less (bench/panel.py)
 
 def _grids(cfg:SSDConfig, need:float, given:dict)->tuple: # (stride, grids, feature map side) for a `need`-cell grid
-    strides = [cfg.stride] if given.get('stride') else [s for s in body_strides(cfg.arch) if s >= 8]
+    strides = [cfg.stride] if given.get('stride') else [s for s in body_strides(cfg.arch) if 8 <= s <= _MAX_CUT]
     feat = {s: math.ceil(cfg.size/s) for s in strides}                     # 'same' padding: ceil
     s = max([s for s in strides if feat[s] >= need], default=min(strides))
     gs = halving_grids(feat[s])
@@ -170,21 +172,26 @@ def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their
                   given:dict|None=None, # settings chosen by the user (None values: not chosen): kept, not derived
                   fit:bool=True, # fit the zooms and ratios to the boxes; False: `base`'s
                  )->tuple: # (config, {setting: {'value', 'reason'}} for each derived setting)
-    "`base` with its grids, cut, zooms, ratios and epochs chosen from the training boxes, and the reason for each"
+    "`base` with its size, grids, cut, zooms, ratios and epochs chosen from the training boxes, and the reason for each"
     given = {k: v for k,v in (given or {}).items() if v is not None}
     cfg, why, m = replace(base, **given), {}, replace(base, **given).match_iou
     def put(k, v, reason):
         nonlocal cfg; cfg = replace(cfg, **{k: v}); why[k] = dict(value=getattr(cfg, k), reason=reason)
+    side, cls = small_side(boxes, labels)
+    small = f'10% of the {cls} boxes are smaller than {side:.3f} of the image side'
+    if not given.get('size'):
+        sz = next((o for o in _SIZES if side*o >= _MIN_PX), _SIZES[-1])
+        put('size', sz, f'{small}: {side*sz:.0f} pixels at {sz} px' + (f', the smallest of {_SIZES} where they span '
+                        f'{_MIN_PX}' if side*sz >= _MIN_PX else f', the largest of {_SIZES}'))
     if not given.get('grids'):
-        side, cls = small_side(boxes, labels)
         need = cells_needed(side, m)
         s, gs, feat = _grids(cfg, need, given)
-        put('grids', gs, f'10% of the {cls} boxes are smaller than {side:.3f} of the image side; an anchor reaches '
-                         f'such a box at IoU {m} wherever it lies from a {need:.1f}-cell grid on: {gs[0]}x{gs[0]}'
-                         + ('' if gs[0] >= need else ' (the finest this body has at this size)') + ', halved to 1x1')
+        put('grids', gs, f'{small}; an anchor reaches such a box at IoU {m} wherever it lies from a {need:.1f}-cell '
+                         f'grid on: {gs[0]}x{gs[0]}' + ('' if gs[0] >= need else ' (the finest this body has at this size)')
+                         + ', halved to 1x1')
         if not given.get('stride'):
-            put('stride', s, f'the deepest cut of {cfg.arch} (strides {", ".join(map(str, body_strides(cfg.arch)))}) '
-                             f'whose feature map at {cfg.size} px ({feat}x{feat}) has the {gs[0]}x{gs[0]} grid')
+            put('stride', s, f'the deepest cut of {cfg.arch} from stride 8 to {_MAX_CUT} whose feature map at {cfg.size} px '
+                             f'({feat}x{feat}) has the {gs[0]}x{gs[0]} grid')
     if fit and not {'zooms', 'ratios'} & set(given):
         grids = cfg.grids or config_grids(cfg)
         z, r = fit_anchors(boxes, grids, cfg.zooms, cfg.ratios, m)
@@ -193,8 +200,8 @@ def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their
                         f"course's zooms and ratios {cov[0]:.1%}")
         put('ratios', r, 'fitted with the zooms')
     if not given.get('epochs'):
-        put('epochs', min(100, max(3, _SEEN // n_images)), f'{n_images} training images: about {_SEEN:,} images '
-                                                            f'seen ({_SEEN} // {n_images}, kept from 3 to 100)')
+        put('epochs', max(10, min(30, round(_EPOCHS*n_images/_N_BCCD))), f'{n_images} training images: BCCD\'s '
+            f'{_EPOCHS} epochs of {_N_BCCD} images, in proportion, kept from 10 to 30')
     return cfg, why
 
 # %% ../nbs/06a_config.ipynb #7c901ace

@@ -80,7 +80,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     size = dls.one_batch()[0].shape[-1]
     why = {}
     if cfg is None and not over:                                           # nothing said: the recipe this data asks for
-        cfg, why = derive_config(*dls_boxes(dls), replace(DATA, size=size))
+        cfg, why = derive_config(*dls_boxes(dls), DATA, dict(size=size))  # the size of the images of `dls`
         print(f'the recipe, derived from the training boxes:\n{format_derived(why)}')
     cfg = replace(cfg or SSDConfig(), size=size, **over)
     model,loss = build_ssd(cfg, len(dls.vocab)-1, None if isinstance(arch, (str, type(None))) else arch)

@@ -18,7 +18,8 @@ from .metrics import match_dets
 from .explore import *
 
 # %% auto #0
-__all__ = ['NOT_YET', 'Verdict', 'check_number', 'check_n_matched', 'check_n_anchors', 'check_kept', 'check_feature_sides',
+__all__ = ['NOT_YET', 'Verdict', 'check_number', 'check_n_matched', 'check_n_anchors', 'check_kept', 'check_to_scaled',
+           'check_iou_by_hand', 'dirty_example', 'check_dirty_counts', 'check_negative_targets', 'check_feature_sides',
            'check_out_side', 'check_box_l1', 'check_single_loss', 'check_iou', 'check_cell_centres', 'check_clamp',
            'check_anchor_sizes', 'check_halving', 'check_n_outputs', 'loss_example', 'check_loss_weights', 'check_bce',
            'nms_example', 'check_nms_kept', 'check_to_pixels', 'pr_example', 'check_pr', 'check_envelope',
@@ -81,6 +82,56 @@ def check_kept(answer, raw:RawDetections, score_thresh:float=0.3, nms_iou:float=
     "Is `answer` the number of detections kept at these settings (as the detection explorer counts them)?"
     return check_number(answer, detection_counts(raw, score_thresh, nms_iou, max_det)['n_kept'],
                         f'the number kept at score {score_thresh}, NMS IoU {nms_iou}, max {max_det}', 0)
+
+# %% ../nbs/14b_exercises.ipynb #fc7712f0
+def check_to_scaled(f)->Verdict: # f(box (4,) x1y1x2y2 in pixels, w, h) -> (4,) the same box in [-1,1]
+    "00_core: `f` scales a pixel box of a `w` x `h` image to fastai's [-1,1], as `PointScaler` does"
+    cases = [(torch.tensor(b, dtype=torch.float32), w, h) for b,w,h in
+             (([10,20,110,70], 160, 120), ([0,0,640,480], 640, 480), ([320,0,640,240], 640, 480))]
+    return _check_fn(f, cases, lambda b,w,h: b/torch.tensor([w,h,w,h])*2-1, 'to_scaled')
+
+def check_iou_by_hand(answer, a=(0,0,4,4), b=(2,1,6,5))->Verdict: # the IoU of boxes `a` and `b`, worked out by hand
+    "00_core: the IoU of two boxes, as `box_iou` gives it"
+    want = float(box_iou(torch.tensor([a], dtype=torch.float32), torch.tensor([b], dtype=torch.float32))[0,0])
+    return check_number(answer, want, f'the IoU of {a} and {b}')
+
+# %% ../nbs/14b_exercises.ipynb #cd9c1b81
+def dirty_example(): # objs [(label, box in pixels)], w, h
+    "The objects of one 100x80 image: in it, sticking out, flat, wholly outside, of an unknown class"
+    return [('circle', [10,10,50,50]), ('square', [-10,20,30,60]), ('circle', [90,70,120,100]),
+            ('triangle', [40,40,40,60]), ('square', [110,10,130,30]), ('hexagon', [10,10,20,20])], 100, 80
+
+def check_dirty_counts(answer:dict|None)->Verdict: # {'kept': n, 'clipped': n, 'dropped': n} boxes of `dirty_example()`
+    "01_data: how many boxes of `dirty_example()` `voc_items` keeps (clipped ones included), clips and drops"
+    from collections import defaultdict
+    from ssd_nbs.data import _clean_boxes, SHAPES
+    if answer is None or None in dict(answer).values(): return NOT_YET
+    objs,w,h = dirty_example()
+    issues = defaultdict(list)
+    kept,_ = _clean_boxes(objs, w, h, SHAPES, 'x', issues)
+    n = {k: len(v) for k,v in issues.items()}
+    want = {'kept': len(kept), 'clipped': sum(v for k,v in n.items() if 'clipped' in k), 'dropped': len(objs)-len(kept)}
+    return _say({k: int(v) for k,v in answer.items()} == want, f'not {dict(answer)}: it is {want}')
+
+def _negative_targets(): # (boxes (n,4), labels (n,)) a validation batch gives an image without objects
+    "A validation batch of two 32x32 images, the first with two boxes, the second with none: the second's targets"
+    import tempfile
+    from pathlib import Path
+    from PIL import Image
+    from ssd_nbs.data import ssd_dls
+    with tempfile.TemporaryDirectory() as d:
+        fs = [Path(d)/f'{i}.png' for i in range(2)]
+        for f in fs: Image.new('RGB', (32,32)).save(f)
+        items = (fs, [([[2,2,10,10], [12,12,30,30]], ['circle','square']), ([], [])])
+        _,bb,lb = ssd_dls(items, items, size=32, bs=2, aug=False).valid.one_batch()
+    return plain(bb[1], lb[1])
+
+def check_negative_targets(answer)->Verdict: # (boxes, labels) of the image without objects in `_negative_targets`' batch
+    "01_data: the padded targets `ssd_dls` gives a negative image in a batch with an image of two boxes"
+    if answer is None or answer[0] is None or answer[1] is None: return NOT_YET
+    bb,lb = _negative_targets()
+    ok = _close(answer[0], bb, 1e-6) and _close(answer[1], lb, 0)
+    return _say(ok, f'not {_short(torch.as_tensor(answer[0]))}, {list(answer[1])}: the boxes are {bb.tolist()}, the labels {lb.tolist()}')
 
 # %% ../nbs/14b_exercises.ipynb #726ea0a4
 def _sides(arch:str, size:int, stride:int)->int:

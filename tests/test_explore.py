@@ -54,6 +54,10 @@ def iou_ok(a, b): return box_iou(a[None], b[None])[0,0]
 
 # check, its right answer, a wrong one, its unanswered stub
 CASES = {
+  'to_scaled': (check_to_scaled, lambda b,w,h: b/torch.tensor([w,h,w,h])*2-1, lambda b,w,h: b/torch.tensor([w,h,w,h]), lambda b,w,h: None),
+  'iou_by_hand': (check_iou_by_hand, 6/26, 6/32, None),
+  'dirty_counts': (check_dirty_counts, {'kept': 3, 'clipped': 2, 'dropped': 3}, {'kept': 4, 'clipped': 1, 'dropped': 2}, {'kept': None}),
+  'negative_targets': (check_negative_targets, (torch.zeros(2,4), [0,0]), (torch.zeros(0,4), []), (None, None)),
   'feature_sides': (check_feature_sides, {8: 28, 16: 14, 32: 7}, {8: 28, 16: 14, 32: 8}, None),
   'out_side': (check_out_side, lambda s,st: math.ceil(s/st), lambda s,st: s//st, lambda s,st: None),
   'box_l1': (check_box_l1, lambda p,t: (p-t).abs().mean(), lambda p,t: (p-t).abs().sum(), lambda p,t: None),

@@ -154,12 +154,7 @@ def data_set(row:str, cache:Path, quick:bool)->Path:
     tmp.rename(d); mark.write_text(json.dumps(want))                # the mark beside the folder: not read as data
     return d
 
-# `ssd-train`'s parser reads --stride as a string (`int|None`): this runs `ssd-train` with it read as an int
-STRIDE_INT = ("import sys; from ssd_nbs import cli; p = cli.train_parser(); "
-              "[setattr(a, 'type', int) for a in p._actions if a.dest == 'stride']; cli._run(cli.ssd_train, 'ssd-train', None, p)")
-
-def ssd_train_cmd(opts:str)->list: # the installed `ssd-train` (with --stride: through `STRIDE_INT`)
-    if '--stride' in shlex.split(opts): return [sys.executable, '-c', STRIDE_INT]
+def ssd_train_cmd(opts:str)->list: # the installed `ssd-train`
     exe = Path(sys.executable).parent/'ssd-train'
     return [str(exe)] if exe.is_file() else [shutil.which('ssd-train') or 'ssd-train']
 

@@ -76,7 +76,7 @@ def _run(func, prog:str, argv=None, parser=None):
             print(f'{prog}: interrupted', file=sys.stderr); sys.exit(130)
 
 # %% ../nbs/13_cli.ipynb #386ed078
-_DERIVED = ('grids', 'stride', 'zooms', 'ratios', 'epochs')  # the settings a recipe derived from the data chooses
+_DERIVED = ('size', 'grids', 'stride', 'zooms', 'ratios', 'epochs')  # the settings a recipe derived from the data chooses
 _NONE = dict(grids='from the body', stride="the body's end")
 def _config_names()->list: # the settings of `SSDConfig`: one option each
     from ssd_nbs.config import SSDConfig; return [f.name for f in fields(SSDConfig)]

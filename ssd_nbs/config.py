@@ -162,8 +162,7 @@ def _grids(cfg:SSDConfig, need:float, given:dict)->tuple: # (stride, grids, feat
     strides = [cfg.stride] if given.get('stride') else [s for s in body_strides(cfg.arch) if 8 <= s <= _MAX_CUT]
     feat = {s: math.ceil(cfg.size/s) for s in strides}                     # 'same' padding: ceil
     s = max([s for s in strides if feat[s] >= need], default=min(strides))
-    gs = halving_grids(feat[s])
-    return s, gs[max([i for i,g in enumerate(gs) if g >= need], default=0):], feat[s]
+    return s, halving_grids(feat[s]), feat[s]                             # the cut's own map is the finest grid
 
 # %% ../nbs/06a_config.ipynb #9389fc6f
 def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their n labels
@@ -187,8 +186,8 @@ def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their
         need = cells_needed(side, m)
         s, gs, feat = _grids(cfg, need, given)
         put('grids', gs, f'{small}; an anchor reaches such a box at IoU {m} wherever it lies from a {need:.1f}-cell '
-                         f'grid on: {gs[0]}x{gs[0]}' + ('' if gs[0] >= need else ' (the finest this body has at this size)')
-                         + ', halved to 1x1')
+                         f'grid on: the {gs[0]}x{gs[0]} map of the cut below' + ('' if gs[0] >= need else
+                         ' (the finest this body has at this size)') + ', halved to 1x1')
         if not given.get('stride'):
             put('stride', s, f'the deepest cut of {cfg.arch} from stride 8 to {_MAX_CUT} whose feature map at {cfg.size} px '
                              f'({feat}x{feat}) has the {gs[0]}x{gs[0]} grid')

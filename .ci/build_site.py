@@ -126,7 +126,7 @@ def api_entries(modname):
     lines, tree = src.split('\n'), ast.parse(src)
     res = []
     for name in getattr(mod, '__all__', []):
-        obj = getattr(mod, name)
+        obj = inspect.unwrap(getattr(mod, name))                   # a `functools.cache`d function: the function
         e = dict(name=name, kind='class' if inspect.isclass(obj) else 'function' if callable(obj) else 'value', methods=[])
         if e['kind'] == 'value' or not (getattr(obj, '__module__', None) or '').startswith(lib):
             lineno, code = _assign(tree, src, name)

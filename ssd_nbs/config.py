@@ -156,6 +156,7 @@ def body_strides(arch:str)->tuple: # the output strides of the layers of the bod
 
 _EPOCHS, _N_BCCD = 20, 292  # BCCD's recipe: 20 epochs of its 292 training images; a derived recipe scales them
 _SIZES, _MIN_PX = (224, 256, 288, 320), 20  # the smallest of these sizes at which the small objects span 20 pixels
+_FIT_FROM = BCCD.zooms  # where the search of the zooms starts: it stops once every box reaches an anchor
 _MAX_CUT = 16  # the deepest cut a derived recipe takes: Lite0's stride 32 costs more and scored less (bench/panel.py)
 
 def _grids(cfg:SSDConfig, need:float, given:dict)->tuple: # (stride, grids, feature map side) for a `need`-cell grid
@@ -193,7 +194,7 @@ def derive_config(boxes:Tensor, labels, # (n, 4) training boxes in [-1,1], their
                              f'({feat}x{feat}) has the {gs[0]}x{gs[0]} grid')
     if fit and not {'zooms', 'ratios'} & set(given):
         grids = cfg.grids or config_grids(cfg)
-        z, r = fit_anchors(boxes, grids, cfg.zooms, cfg.ratios, m)
+        z, r = fit_anchors(boxes, grids, _FIT_FROM, cfg.ratios, m)
         cov = [anchor_coverage(boxes, labels, grids, *zr, m)['all'] for zr in ((cfg.zooms, cfg.ratios), (z, r))]
         put('zooms', z, f"fitted to the training boxes: an anchor reaches {cov[1]:.1%} of them at IoU {m}, the "
                         f"course's zooms and ratios {cov[0]:.1%}")

@@ -112,7 +112,8 @@ def test_ssd_data_prints_the_derived_recipe(tmp, recipe_runs):
     rc, out, err = recipe_runs['data']
     assert rc == 0, err
     d = json.loads((tmp/'dd'/'data.json').read_text())
-    assert set(d['derived']) == {'size', 'grids', 'stride', 'zooms', 'ratios', 'epochs'} and d['recipe']['arch'] == 'efficientnet_lite0'
+    assert set(d['derived']) == {'grids', 'stride', 'zooms', 'ratios', 'epochs'} and d['recipe']['arch'] == 'efficientnet_lite0'
+    assert d['recipe']['size'] == 64                                  # given: kept, not derived
     for k,v in d['derived'].items():
         assert d['recipe'][k] == v['value'] and f"--{k} " in out and v['reason'] in out, (k, out)
     assert d['recipe']['epochs'] == 10 and d['grids'] == d['recipe']['grids']             # 10 training images

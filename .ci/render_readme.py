@@ -29,7 +29,7 @@ _PIC = re.compile(r'^# picture in the README: (\S+\.png)\s*$', re.M)
 
 def pictures(): # {path: PNG bytes} from the notebooks' marked cells
     res = {}
-    for f in sorted((root/'nbs').glob('*.ipynb')):
+    for f in sorted((root/'nbs').rglob('*.ipynb')):
         for c in json.loads(f.read_text(encoding='utf-8'))['cells']:
             m = _PIC.search(_src(c)) if c['cell_type'] == 'code' else None
             if not m: continue

@@ -16,7 +16,7 @@ Three arms, trained the same way (the shapes recipe: `tiny_resnet` from scratch,
   * `+negatives/same-steps`: the same images, fewer epochs, so the same number of optimiser steps as `positives`
     (and 20% fewer passes over the positives).
 Both are scored on one held-out test set of positives and negatives: mAP@0.5; mAP of the positive images alone;
-recall of the objects at the model's score threshold (0.3); TIDE's background errors (`08c_report`'s
+recall of the objects at the model's score threshold (0.3); TIDE's background errors (`25_report`'s
 `error_report`: count and dAP, detections from 0.05); and what a user sees, detections at 0.3 that are background
 (on any image), and those on the negative images, per image.
 """

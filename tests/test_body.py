@@ -117,7 +117,7 @@ def test_ssd_model_builds_on_it(size, grids):
     assert box.shape == (2, n, 4) and clas.shape == (2, n, 4)
 
 def test_tiny_resnet_same_random_weights_as_before():
-    "Its layers are made in the order of the copy in `05_multiscale`: same seed, same weights"
+    "Its layers are made in the order of the copy in `06_multiscale`: same seed, same weights"
     old = pytest.importorskip('ssd_nbs.model')
     if not hasattr(old, 'tiny_resnet'): pytest.skip('the old copy is gone')
     torch.manual_seed(0); a = tiny_resnet().state_dict()

@@ -1,4 +1,4 @@
-"""The explorers of `14_explore`, driven from code as a learner drives them with the mouse, and every `check_` of the
+"""The explorers of `31_explore`, driven from code as a learner drives them with the mouse, and every `check_` of the
 lessons' exercises: it accepts the solution, rejects a wrong answer, and says 'not answered yet' to a stub."""
 import math, warnings
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')

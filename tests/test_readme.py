@@ -18,7 +18,7 @@ README = ROOT/'README.md'
 
 EXCLUDED = {
     'pip install -e ".[dev]" && ssd-train': 'installs the package; the default run (12,000 images, about 5 minutes) is '
-                                            "the slow cell of 11_train, and tests/test_cli.py runs ssd-train's options",
+                                            "the slow cell of 28_train, and tests/test_cli.py runs ssd-train's options",
     'pip install -e ".[dev]" && nbdev_test --timing && pytest tests': 'the test suite itself',
     'pip install -e ".[dev]" && jupyter lab nbs': 'starts a notebook server and waits for a browser',
     'pip install -e ".[onnx]"                      # onnx, onnxruntime': 'installs packages',

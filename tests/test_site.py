@@ -63,6 +63,7 @@ return {title: document.title, h1: document.querySelector('main h1') ? document.
         ids: [...document.querySelectorAll('[id]')].map(e => e.id),
         links: [...document.querySelectorAll('a[href]')].map(a => [a.getAttribute('href'), a.href]),
         sidebar: [...document.querySelectorAll('nav.sidebar a[href]')].map(a => a.getAttribute('href')),
+        sections: [...document.querySelectorAll('nav.sidebar .sec')].map(e => e.textContent),
         n_imgs: imgs.length,
         broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src').slice(0, 60)),
         resources: performance.getEntriesByType('resource').map(r => r.name)};
@@ -81,7 +82,7 @@ def visited(browser, server):
     return res
 
 def test_the_site_has_a_page_per_notebook_and_per_module(site):
-    assert NB_PAGES[0] == 'index.html' and len(NB_PAGES) == len(list((ROOT/'nbs').glob('*.ipynb')))
+    assert NB_PAGES[0] == 'index.html' and len(NB_PAGES) == len(list((ROOT/'nbs').rglob('*.ipynb')))
     assert API_PAGES, 'no module of ssd_nbs names its notebook'
     built = {p.name for p in site.glob('*.html')}
     assert built == set(PAGES), f'missing: {set(PAGES)-built}, unexpected: {built-set(PAGES)}'
@@ -99,6 +100,7 @@ def test_page_loads_with_a_title_and_the_sidebar(page, visited):
     assert set(PAGES) <= set(v['sidebar']), f'{page}: the sidebar misses {set(PAGES) - set(v["sidebar"])}'
     side_nbs = [h for h in v['sidebar'] if h in NB_PAGES]
     assert side_nbs[-len(NB_PAGES):] == NB_PAGES, f'{page}: the sidebar is not in reading order: {side_nbs}'
+    assert v['sections'] == ['Course', 'Library', 'Reference'], f'{page}: the sidebar sections are {v["sections"]}'
 
 def _pictures(nb):
     "How many pictures a notebook shows: its markdown images, and the stored image outputs of its shown cells"
@@ -115,7 +117,7 @@ def test_every_picture_shows(page, visited):
     v = visited[page]
     assert not v['broken'], f'{page}: pictures that do not show: {v["broken"]}'
     if page in NB_PAGES:
-        nb = json.loads((ROOT/'nbs'/(page[:-5] + '.ipynb')).read_text(encoding='utf-8'))
+        nb = json.loads(next((ROOT/'nbs').rglob(page[:-5] + '.ipynb')).read_text(encoding='utf-8'))
         assert v['n_imgs'] == _pictures(nb), f'{page} shows {v["n_imgs"]} pictures, its notebook has {_pictures(nb)}'
 
 @pytest.mark.parametrize('page', PAGES)

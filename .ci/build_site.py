@@ -4,11 +4,14 @@
     python .ci/build_site.py                 # write _site/: open _site/index.html in a browser
     python .ci/build_site.py --out DIR       # somewhere else
     python .ci/build_site.py --screenshot nbs/images/site.png   # also a picture of the home page (headless Chromium)
+    python .ci/build_site.py --screenshot-page 10_metrics.html#a-tiny-example-by-hand nbs/images/site_lesson.png
+                                             # and of a lesson, scrolled to a heading: its prose, code and picture
 
 One page per notebook of nbs/, in reading order (index.ipynb is the home page, then the course's lessons in nbs/course/, then the library's notebooks in nbs/library/), with
 a sidebar that lists every page; the notebooks are read as they are stored, with their outputs and pictures.
 Cells marked `#| hide` are left out, nbdev directives (`#| ...`) are dropped from the code shown, `#| echo: false`
-shows only the output and `#| output: false` only the code. Links to `NN_name.ipynb` and backticked notebook names
+shows only the output and `#| output: false` only the code. A page's first code cell, if it only imports, is folded
+(a `<details>` that names what it imports), so that a page opens with prose. Long code lines wrap. Links to `NN_name.ipynb` and backticked notebook names
 (`` `24_config` ``) go to that notebook's page; a backticked name of the API (`` `box_iou` ``, `` `SSDLoss.decodes` ``)
 goes to its entry, where only one module exports it.
 
@@ -181,7 +184,15 @@ class Renderer(mistune.HTMLRenderer):
 def hl(code, lang='python'):
     try: lexer = PythonLexer() if lang == 'python' else get_lexer_by_name(lang)
     except ClassNotFound: lexer = get_lexer_by_name('text')
-    return highlight(code, lexer, HtmlFormatter(cssclass='highlight'))
+    return _wrap_lines(highlight(code, lexer, HtmlFormatter(cssclass='highlight')))
+
+def _wrap_lines(h):
+    "Each line of pygments' `<pre>` in a block of its own, so that a long line wraps, its rest indented under its start"
+    pre, body, end = re.fullmatch(r'(.*?<pre[^>]*>)(?:<span></span>)?(.*?)(</pre>.*)', h, re.S).groups()
+    def line(l):   # pygments closes its spans at each line's end; `--i` is the line's indent, in characters
+        t = html.unescape(re.sub(r'<[^>]+>', '', l))
+        return f'<span class="codeline" style="--i:{len(t) - len(t.lstrip(" "))}">{l}</span>' if t.strip() else '<span class="codeline">\n</span>'
+    return pre + ''.join(line(l) for l in body.removesuffix('\n').split('\n')) + end
 
 # ---------------------------------------------------------------- a notebook's cells
 
@@ -222,15 +233,44 @@ def output_html(o, md):
     if 'text/plain' in d: return f'<pre class="output text">{esc(_text(d["text/plain"]))}</pre>'
     return ''
 
-def cell_html(i, c, md, module):
-    "Cell `i` as HTML, or '' for a hidden one"
+def shown_code(src): return '\n'.join(l for l in src.split('\n') if not _DIRECTIVE.match(l) and not _PIC.match(l)).strip()
+
+def only_imports(code)->bool:
+    "Whether `code` only imports (and silences a warning that an import raises): setup a reader can skip"
+    try: body = ast.parse(code).body
+    except SyntaxError: return False
+    def ok(n):
+        if isinstance(n, (ast.Import, ast.ImportFrom)): return True
+        if isinstance(n, ast.Try): return all(map(ok, n.body))
+        return (isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+                and ast.unparse(n.value.func) in ('warnings.filterwarnings', 'warnings.simplefilter'))
+    return bool(body) and all(map(ok, body))
+
+def imported(code)->list:
+    "What `code` imports beyond the standard library, in order: packages, and the modules of ssd_nbs"
+    res = []
+    for n in ast.walk(ast.parse(code)):
+        ms = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if isinstance(n, ast.ImportFrom) and not n.level else []
+        for m in ms:
+            m = m if m.startswith(lib + '.') else m.split('.')[0]
+            if m not in sys.stdlib_module_names and m != '__future__' and m not in res: res.append(m)
+    return res
+
+def first_code(nb):
+    "The index of the first code cell a page shows, if it only imports: the page folds it, prose comes first"
+    for i, c in enumerate(nb['cells']):
+        if c['cell_type'] != 'code' or 'hide' in directives(_src(c)) or not shown_code(_src(c)): continue
+        return i if only_imports(shown_code(_src(c))) else None
+
+def cell_html(i, c, md, module, fold=False):
+    "Cell `i` as HTML, or '' for a hidden one; `fold`: its code in a closed `<details>` (imports)"
     src, cid = _src(c), esc(c.get('id') or i)
     if c['cell_type'] == 'markdown':
         return f'<section class="cell md" id="cell-{cid}">{md(src)}</section>' if src.strip() else ''
     if c['cell_type'] != 'code': return ''
     ds = directives(src)
     if 'hide' in ds: return ''
-    code = '\n'.join(l for l in src.split('\n') if not _DIRECTIVE.match(l) and not _PIC.match(l)).strip()
+    code = shown_code(src)
     show_code, show_out = ds.get('echo') != 'false' and code, ds.get('output') != 'false'
     tags = []
     if 'export' in ds or 'exports' in ds:
@@ -240,6 +280,11 @@ def cell_html(i, c, md, module):
     if not show_code and not outs: return ''
     parts = [f'<div class="tags">{"".join(tags)}</div>' if tags and show_code else '', f'<div class="input">{hl(code)}</div>' if show_code else '',
              f'<div class="outputs">{outs}</div>' if outs else '']
+    if fold and show_code:
+        ms = imported(code)
+        own = [m[len(lib)+1:] for m in ms if m.startswith(lib + '.')]
+        what = '; '.join(filter(None, [', '.join(m for m in ms if m.split('.')[0] != lib), f'from {lib}: {", ".join(own)}' if own else '']))
+        parts = [f'<details class="imports"><summary>imports{": " + esc(what) if what else ""}</summary>{"".join(parts)}</details>']
     return f'<section class="cell code" id="cell-{cid}">{"".join(parts)}</section>'
 
 # ---------------------------------------------------------------- the site
@@ -308,7 +353,8 @@ class Site:
         stem, name = f.stem, page_of(f.stem)
         md = mistune.create_markdown(renderer=Renderer(self, name), plugins=['table', 'strikethrough'])
         mod = self.mod_of.get(stem)
-        cells = [cell_html(i, c, md, mod) for i, c in enumerate(nb['cells'])]
+        fold = first_code(nb)
+        cells = [cell_html(i, c, md, mod, fold=i == fold) for i, c in enumerate(nb['cells'])]
         cells = [c for c in cells if c]
         if mod:   # after the title and its summary
             note = f'<p class="module-note">This notebook writes the module <code>{mod}</code>: <a href="{api_page(mod)}">its API reference</a>. Open it in Jupyter: <code>nbs/{self.rel[stem]}</code>.</p>'
@@ -351,21 +397,35 @@ class Site:
         for t in sorted(self.unknown): warn(f'`{t}` looks like the name of a notebook, but there is no nbs/{t}.ipynb')
         return [n for n, _ in pages]
 
-def screenshot(site_dir, dest, size='1280,860'):
-    "A picture of the home page, taken by headless Chromium"
+LESSON_SHOT = '10_metrics.html#a-tiny-example-by-hand'   # the lesson in nbs/images/site_lesson.png: prose, code and its picture
+
+def screenshot(site_dir, dest, page='index.html', size='1280,860'):
+    "A picture of a page of the site (`page`, or `page#id` scrolled to that id), taken by headless Chromium"
     exe = shutil.which('chromium') or shutil.which('chromium-browser') or shutil.which('google-chrome')
-    if not exe: sys.exit('build_site: --screenshot needs Chromium (apt-get install chromium)')
-    dest = Path(dest).resolve()
-    subprocess.run([exe, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', f'--window-size={size}',
-                    '--host-resolver-rules=MAP * ~NOTFOUND', f'--screenshot={dest}', (Path(site_dir).resolve()/'index.html').as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    if not exe: sys.exit('build_site: a screenshot needs Chromium (apt-get install chromium)')
+    site_dir, dest = Path(site_dir).resolve(), Path(dest).resolve()
+    name, _, frag = page.partition('#')
+    if not (site_dir/name).is_file(): sys.exit(f'build_site: no page {name} in {site_dir} to take a picture of')
+    if frag and f'id="{frag}"' not in (site_dir/name).read_text(encoding='utf-8'): sys.exit(f'build_site: {name} has no #{frag}')
+    w, h = size.split(',')
+    shot = site_dir/'_screenshot.html'   # Chromium's --screenshot does not scroll to a #id; a frame of the page does
+    shot.write_text(f'<!doctype html><html><head><style>html, body {{ margin: 0; overflow: hidden; }} iframe {{ border: 0; '
+                    f'display: block; width: {w}px; height: {h}px; }}</style></head><body><iframe src="{esc(page)}"></iframe></body></html>',
+                    encoding='utf-8')
+    try: subprocess.run([exe, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars', f'--window-size={size}',
+                         '--host-resolver-rules=MAP * ~NOTFOUND', f'--screenshot={dest}', shot.as_uri()],
+                        check=True, capture_output=True, timeout=120)
+    finally: shot.unlink()
     print(f'wrote {dest}')
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', default=str(root/'_site'), help='the folder to write (replaced): default _site/')
     p.add_argument('--screenshot', metavar='PNG', help='also write a screenshot of the home page there')
+    p.add_argument('--screenshot-page', nargs=2, metavar=('PAGE', 'PNG'),
+                   help=f'also write a screenshot of PAGE (say {LESSON_SHOT}, scrolled to that id) to PNG')
     a = p.parse_args()
     names = Site().build(a.out)
     print(f'wrote {len(names)} pages to {a.out}')
     if a.screenshot: screenshot(a.out, a.screenshot)
+    if a.screenshot_page: screenshot(a.out, a.screenshot_page[1], a.screenshot_page[0])

@@ -66,7 +66,19 @@ return {title: document.title, h1: document.querySelector('main h1') ? document.
         sections: [...document.querySelectorAll('nav.sidebar .sec')].map(e => e.textContent),
         n_imgs: imgs.length,
         broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src').slice(0, 60)),
-        resources: performance.getEntriesByType('resource').map(r => r.name)};
+        resources: performance.getEntriesByType('resource').map(r => r.name),
+        stderr: [...document.querySelectorAll('pre.output.stderr, pre.output.error')].map(e => e.textContent.slice(0, 80)),
+        warned: [...document.querySelectorAll('.outputs')].filter(e => /Warning\b/.test(e.textContent)).map(e => e.closest('section').id),
+        cut: [...document.querySelectorAll('main pre')].filter(e => e.checkVisibility() && e.scrollWidth > e.clientWidth + 1
+               && !['auto', 'scroll'].includes(getComputedStyle(e).overflowX)).map(e => e.textContent.slice(0, 60)),
+        code_scrolls: [...document.querySelectorAll('main .highlight pre')].filter(e => e.checkVisibility() && e.scrollWidth > e.clientWidth + 1).length,
+        page_width: [document.documentElement.scrollWidth, window.innerWidth],
+        height: document.documentElement.scrollHeight,
+        tall_pictures: [...document.querySelectorAll('.cell.md img')].filter(i => i.getBoundingClientRect().height > 441).map(i => i.alt),
+        prose_first: (() => {   // a paragraph of prose (not the summary, not the module's note) comes before the first code shown
+            const code = [...document.querySelectorAll('main .cell.code pre')].find(e => e.checkVisibility());
+            return !code || [...document.querySelectorAll('main p')].some(p => !p.closest('blockquote') && !p.classList.contains('module-note')
+                                && p.textContent.trim() && (p.compareDocumentPosition(code) & Node.DOCUMENT_POSITION_FOLLOWING)); })()};
 """
 
 @pytest.fixture(scope='module')
@@ -153,3 +165,49 @@ def test_screenshot_of_the_home_page(site, tmp_path):
     im = Image.open(tmp_path/'site.png')
     lo, hi = im.convert('L').getextrema()
     assert im.size == (1280, 860) and hi - lo > 100, 'a blank screenshot'
+
+@pytest.mark.parametrize('page', PAGES)
+def test_no_page_shows_a_warning_or_stderr(page, visited):
+    "What a learner reads is the notebook's result: a warning or stderr box on a page is noise (or a bug) left in a notebook"
+    v = visited[page]
+    assert not v['stderr'], f'{page} shows stderr or an error: {v["stderr"]}'
+    assert not v['warned'], f'{page} shows a warning in the outputs of cells {v["warned"]}'
+
+@pytest.mark.parametrize('page', PAGES)
+def test_nothing_is_cut_at_the_right_edge(page, visited):
+    "Long code lines wrap (under their start), other text scrolls in its box; the page is never wider than the window"
+    v = visited[page]
+    assert not v['cut'], f'{page}: text cut at the right edge of its box: {v["cut"]}'
+    assert not v['code_scrolls'], f'{page}: {v["code_scrolls"]} code blocks scroll sideways instead of wrapping their long lines'
+    assert v['page_width'][0] <= v['page_width'][1], f'{page} is wider than the window: {v["page_width"]}'
+    assert not v['tall_pictures'], f'{page}: pictures in the prose taller than the window allows: {v["tall_pictures"]}'
+
+@pytest.mark.parametrize('page', NB_PAGES)
+def test_a_page_opens_with_prose_not_imports(page, visited):
+    "A notebook's imports (its first code cell, when it only imports) are folded: the page says what it is about first"
+    assert visited[page]['prose_first'], f'{page}: code comes before any prose'
+
+def test_imports_only_cells_are_folded():
+    assert bs.only_imports('from __future__ import annotations\nimport torch\ntry: import onnx\nexcept ImportError: onnx = None')
+    assert bs.only_imports("import warnings; warnings.filterwarnings('ignore')")
+    assert not bs.only_imports('import torch\nx = torch.zeros(2)') and not bs.only_imports('%time import torch')
+    test = 'import os, numpy as np\nfrom torch import Tensor\nfrom ssd_nbs.core import *\nimport ssd_nbs.anchors'
+    assert bs.imported(test) == ['numpy', 'torch', 'ssd_nbs.core', 'ssd_nbs.anchors']
+    nb = {'cells': [{'cell_type': 'markdown', 'source': '# T'}, {'cell_type': 'code', 'source': '#| hide\nimport os'},
+                    {'cell_type': 'code', 'source': '#| export\nimport torch'}, {'cell_type': 'code', 'source': 'import math'}]}
+    assert bs.first_code(nb) == 2
+    html = bs.cell_html(2, nb['cells'][2], str, 'ssd_nbs.core', fold=True)
+    assert '<details class="imports"><summary>imports: torch</summary>' in html and 'ssd_nbs.core</a>' in html
+
+def test_screenshot_of_a_lesson(site, tmp_path, browser, server):
+    "`build_site.py --screenshot-page` retakes the README's picture of a lesson: scrolled to a heading, with a picture in view"
+    from PIL import Image
+    bs.screenshot(site, tmp_path/'lesson.png', bs.LESSON_SHOT)
+    im = Image.open(tmp_path/'lesson.png')
+    lo, hi = im.convert('L').getextrema()
+    assert im.size == (1280, 860) and hi - lo > 100, 'a blank screenshot'
+    assert sorted(p.name for p in site.glob('_*')) == [], 'the screenshot left a file in the site'
+    browser.get(server + bs.LESSON_SHOT)
+    seen = browser.execute_script("return [...document.querySelectorAll('main img')].filter(i => { const r = i.getBoundingClientRect(); "
+                                  "return r.top >= 0 && r.bottom <= 860 && r.height > 150; }).length")
+    assert seen, f'no picture in view at {bs.LESSON_SHOT}'

@@ -158,20 +158,22 @@ def test_notebook_pages_link_their_module_and_names(visited):
     api = [h for p in NB_PAGES for h, _ in visited[p]['links'] if '.html#' in h and h.split('#')[0] in API_PAGES]
     assert api, 'no backticked name of the notebooks links to its API entry'
 
+def _a_screenshot(png):
+    from PIL import Image
+    im = Image.open(png)
+    lo, hi = im.convert('L').getextrema()
+    assert im.size == (1280, 860) and hi - lo > 100, f'a blank screenshot: {png.name}'
+
 def test_screenshot_of_the_home_page(site, tmp_path):
     "`build_site.py --screenshot` retakes the README's picture of the site"
-    from PIL import Image
     bs.screenshot(site, tmp_path/'site.png')
-    im = Image.open(tmp_path/'site.png')
-    lo, hi = im.convert('L').getextrema()
-    assert im.size == (1280, 860) and hi - lo > 100, 'a blank screenshot'
+    _a_screenshot(tmp_path/'site.png')
 
 @pytest.mark.parametrize('page', PAGES)
 def test_no_page_shows_a_warning_or_stderr(page, visited):
     "What a learner reads is the notebook's result: a warning or stderr box on a page is noise (or a bug) left in a notebook"
-    v = visited[page]
-    assert not v['stderr'], f'{page} shows stderr or an error: {v["stderr"]}'
-    assert not v['warned'], f'{page} shows a warning in the outputs of cells {v["warned"]}'
+    assert not (visited[page]['stderr'] or visited[page]['warned']), \
+        f'{page} shows stderr or an error: {visited[page]["stderr"]}, a warning in the outputs of cells {visited[page]["warned"]}'
 
 @pytest.mark.parametrize('page', PAGES)
 def test_nothing_is_cut_at_the_right_edge(page, visited):
@@ -201,11 +203,8 @@ def test_imports_only_cells_are_folded():
 
 def test_screenshot_of_a_lesson(site, tmp_path, browser, server):
     "`build_site.py --screenshot-page` retakes the README's picture of a lesson: scrolled to a heading, with a picture in view"
-    from PIL import Image
     bs.screenshot(site, tmp_path/'lesson.png', bs.LESSON_SHOT)
-    im = Image.open(tmp_path/'lesson.png')
-    lo, hi = im.convert('L').getextrema()
-    assert im.size == (1280, 860) and hi - lo > 100, 'a blank screenshot'
+    _a_screenshot(tmp_path/'lesson.png')
     assert sorted(p.name for p in site.glob('_*')) == [], 'the screenshot left a file in the site'
     browser.get(server + bs.LESSON_SHOT)
     seen = browser.execute_script("return [...document.querySelectorAll('main img')].filter(i => { const r = i.getBoundingClientRect(); "

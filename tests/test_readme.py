@@ -59,6 +59,14 @@ def test_every_command_line_is_run_or_excluded():
     assert all(l in RUN or l in EXCLUDED for l in lines)
     assert all(not l.startswith(('pip ', 'jupyter', 'nbdev_test', '.ci/')) for l in RUN), RUN
 
+def test_the_readme_reads_in_five_minutes():
+    "The front door stays short: the detail is on the guide pages it links"
+    words = len(re.findall(r'\S+', re.sub(r'^```.*?^```', ' ', README.read_text(), flags=re.M | re.S)))
+    assert words <= 1500, f'README.md has {words} words of prose: move detail to a guide page'
+    cells = json.loads((ROOT/'nbs'/'index.ipynb').read_text(encoding='utf-8'))['cells']
+    long = [(i, n) for i,c in enumerate(cells) if c['cell_type'] == 'markdown' and (n := len(re.findall(r'\S+', ''.join(c['source'])))) > 250]
+    assert not long, f'markdown cells of nbs/index.ipynb over 250 words (cell, words): {long}'
+
 # ---- the folder the commands run in
 
 def _images(n:int, d:Path)->tuple: # (files, targets) of n small images with boxes: BCCD's, else the shapes'

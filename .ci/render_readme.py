@@ -52,9 +52,9 @@ def render(nb):
             parts.append(o[1].strip() if isinstance(o, tuple) else f'```\n{o.rstrip()}\n```')
     return '\n\n'.join(parts) + '\n'
 
-# Pictures of the README that no notebook makes: the site's home page (`python .ci/build_site.py --screenshot nbs/images/site.png`)
-SCREENSHOTS = {'nbs/images/site.png',   # and the error report of a run of `ssd-train --recipe bccd` (README, Results)
-               'nbs/images/bccd_errors.png'}
+# Pictures of the README that no notebook makes: the site's home page (`python .ci/build_site.py --screenshot nbs/images/site.png`),
+# a lesson's page on the site, and the error report of a run of `ssd-train --recipe bccd` (shown by nbs/library/34_results)
+SCREENSHOTS = {'nbs/images/site.png', 'nbs/images/site_lesson.png', 'nbs/images/bccd_errors.png'}
 
 if __name__ == '__main__':
     txt, pics = render(json.loads(nb_path.read_text(encoding='utf-8'))), pictures()

@@ -1,15 +1,18 @@
-"""Every command of the README, run exactly as written.
+"""Every command of the README and of its guide pages, run exactly as written.
 
-Each line of the README's shell code blocks is run as it is, in a shell, in a temporary folder where the paths it
-names exist: tiny data sets in each layout, built where the commands look for them (a few BCCD images, or the
-synthetic shapes without BCCD). The lines that are not meant to run here (installing, a notebook server, the test
-suite itself) are listed in `EXCLUDED`, by their exact text, with the reason. The README's Python blocks run too,
-as they are, after the shell lines (the one that promises to need only numpy, PIL and onnxruntime runs with
-ssd_nbs, fastai and torch made unimportable). A command line that is neither run nor excluded fails the test, and
-so does an exclusion that no longer matches a line of the README.
+The guide pages are the notebooks of `nbs/library/` that hold prose and commands and no code cell (the README links
+them: your own data, results, bad input, deploying, distributed training); their code blocks are markdown, so
+`nbdev_test` runs none of them: this test does. Each line of the shell code blocks is run as it is, in a shell, in a
+temporary folder where the paths it names exist: tiny data sets in each layout, built where the commands look for
+them (a few BCCD images, or the synthetic shapes without BCCD). The README's lines run first, then each page's, in
+the order of their file names. The lines that are not meant to run here (installing, a notebook server, the test
+suite itself) are listed in `EXCLUDED`, by their exact text, with the reason. The Python blocks run too, as they
+are, after the shell lines (the one that promises to need only numpy, PIL and onnxruntime runs with ssd_nbs, fastai
+and torch made unimportable). A command line that is neither run nor excluded fails the test, and so does an
+exclusion that no longer matches a line.
 
-The costs stay small through the data only: the commands are the README's, whatever their `--epochs` or `--size`."""
-import os, re, shutil, subprocess, sys, time
+The costs stay small through the data only: the commands are the pages', whatever their `--epochs` or `--size`."""
+import json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import pytest
 
@@ -17,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT/'README.md'
 
 EXCLUDED = {
+    'pip install -e .                                                         # the package and its ssd-* commands':
+        'installs the package',
     'pip install -e ".[dev]" && ssd-train': 'installs the package; the default run (12,000 images, about 5 minutes) is '
                                             "the slow cell of 28_train, and tests/test_cli.py runs ssd-train's options",
     'pip install -e ".[dev]" && nbdev_test --timing && pytest tests': 'the test suite itself',
@@ -34,16 +39,33 @@ def command_lines(text:str)->list: # every line of the shell blocks that is a co
 
 def python_blocks(text:str)->list: return [code for lang,code in code_blocks(text) if lang in PYTHON]
 
-TEXT = README.read_text()
+def _markdown(nb:Path)->str: return '\n\n'.join(''.join(c['source']) for c in json.loads(nb.read_text(encoding='utf-8'))['cells'])
+
+def _is_guide(nb:Path)->bool: # prose and commands only: no code cell, so nothing of it runs under nbdev_test
+    cells = json.loads(nb.read_text(encoding='utf-8'))['cells']
+    return not any(c['cell_type'] == 'code' for c in cells) and '```' in _markdown(nb)
+
+GUIDES = [nb for nb in sorted((ROOT/'nbs'/'library').glob('*.ipynb')) if _is_guide(nb)]
+TEXT = '\n\n'.join([README.read_text()] + [_markdown(nb) for nb in GUIDES])
 RUN = [l for l in command_lines(TEXT) if l not in EXCLUDED]
 
 def test_every_command_line_is_run_or_excluded():
     lines = command_lines(TEXT)
-    assert RUN and len(python_blocks(TEXT)) >= 2, 'the README has no commands to run?'
+    assert RUN and len(python_blocks(TEXT)) >= 2, 'the README and its guides have no commands to run?'
+    assert {nb.stem for nb in GUIDES} >= {'33_your_data', '36_deploy_guide'}, GUIDES
+    assert all(f'nbs/library/{nb.name}' in README.read_text() for nb in GUIDES), 'a guide page that the README does not link'
     stale = [l for l in EXCLUDED if l not in lines]
     assert not stale, f'EXCLUDED names lines the README no longer has: {stale}'
     assert all(l in RUN or l in EXCLUDED for l in lines)
     assert all(not l.startswith(('pip ', 'jupyter', 'nbdev_test', '.ci/')) for l in RUN), RUN
+
+def test_the_readme_reads_in_five_minutes():
+    "The front door stays short: the detail is on the guide pages it links"
+    words = len(re.findall(r'\S+', re.sub(r'^```.*?^```', ' ', README.read_text(), flags=re.M | re.S)))
+    assert words <= 1500, f'README.md has {words} words of prose: move detail to a guide page'
+    cells = json.loads((ROOT/'nbs'/'index.ipynb').read_text(encoding='utf-8'))['cells']
+    long = [(i, n) for i,c in enumerate(cells) if c['cell_type'] == 'markdown' and (n := len(re.findall(r'\S+', ''.join(c['source'])))) > 250]
+    assert not long, f'markdown cells of nbs/index.ipynb over 250 words (cell, words): {long}'
 
 # ---- the folder the commands run in
 
@@ -76,6 +98,7 @@ def here(tmp_path_factory):
     tr, va = (items[0][:16], items[1][:16]), (items[0][16:], items[1][16:])
     ten = (items[0][:10], items[1][:10])                                      # 8 + 2, for the BCCD recipe's batch of 8
     _vocdevkit(ten, d/'path/to/voc_folder', n_test=2)
+    _vocdevkit(ten, d/'path/to/your_data', n_test=2)                          # the README's own ssd-train --data
     _vocdevkit(ten, d/'my_data', n_test=2)                                    # the Python block's voc_items('my_data', ...)
     to_voc(items, d/'path/to/labelimg_folder')
     to_csv(tr, d/'path/to/csv_folder'/'train_labels.csv'); to_csv(va, d/'path/to/csv_folder'/'test_labels.csv')
@@ -122,20 +145,19 @@ def test_command_runs_as_written(ran, here, line):
     for o in _outputs(line): assert (here/o).is_file(), (line, o)
 
 def test_what_the_commands_wrote(ran, here):
-    import json
-    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('derived_run', 'my_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
-    assert {k: v['settings']['layout'] for k,v in m.items()} == dict(derived_run='voc', my_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
-    d = m['derived_run']['derived']                                      # no --recipe: chosen from the data, with reasons
+    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('my_run', 'bccd_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
+    assert {k: v['settings']['layout'] for k,v in m.items()} == dict(my_run='voc', bccd_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
+    d = m['my_run']['derived']                                           # no --recipe: chosen from the data, with reasons
     assert {'grids', 'stride', 'zooms', 'ratios', 'epochs'} <= set(d) and all(v['reason'] for v in d.values())
-    assert m['derived_run']['settings']['grids'] == d['grids']['value'] and m['derived_run']['epochs'] == d['epochs']['value']
-    assert 'my_run' not in m['my_run'].get('derived', {}) and not m['my_run'].get('derived')   # --recipe: nothing derived
+    assert m['my_run']['settings']['grids'] == d['grids']['value'] and m['my_run']['epochs'] == d['epochs']['value']
+    assert not m['bccd_run'].get('derived')                              # --recipe: nothing derived
     assert m['csv_run']['settings']['time'] == 60 and m['csv_run']['epochs'] == m['csv_run']['derived']['epochs']['value']
-    assert m['my_run']['epochs'] == 25 and m['my_run']['settings']['size'] == 320          # resumed from 20 to 25
+    assert m['bccd_run']['epochs'] == 25 and m['bccd_run']['settings']['size'] == 320      # resumed from 20 to 25
     assert m['run320']['settings']['size'] == 320 and m['run320']['epochs'] == 10
     assert m['run320']['settings']['arch'] == 'efficientnet_lite0' and m['run320']['settings']['pretrained'] is True   # --data: a body that sees
     assert m['csv_run']['settings']['split'] == 'train_labels.csv and test_labels.csv'
     assert m['coco_run']['settings']['arch'] == 'efficientnet_lite0' and m['coco_run']['settings']['pretrained'] is True
-    assert 'ImageSets/Main/trainval.txt and test.txt' == m['my_run']['settings']['split']
+    assert 'ImageSets/Main/trainval.txt and test.txt' == m['bccd_run']['settings']['split'] == m['my_run']['settings']['split']
 
 @pytest.mark.parametrize('i', range(len(python_blocks(TEXT))))
 def test_python_block_runs_as_written(ran, here, i):

@@ -74,7 +74,7 @@ def _ok(src, i): # the objects of image i of `src`, [(label, box)]
     boxes, lbls = voc_items(src)[1][i]
     return list(zip(lbls, boxes))
 
-# What a dirty folder holds, and what must happen to each file (the README's table)
+# What a dirty folder holds, and what must happen to each file (the tables of nbs/library/35_bad_input.ipynb)
 KEPT = ['ok0', 'ok1', 'ok2', 'ok3', 'ok4', 'ok5', 'gray', 'rgba', 'flat', 'outside', 'negative', 'crowded', 'empty']
 NAMED = {'missing.xml': 'annotations without an image file, skipped',
          'truncated.jpg': 'unreadable images, skipped', 'notimage.jpg': 'unreadable images, skipped',

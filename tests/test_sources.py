@@ -1,6 +1,6 @@
 """The readers of `ssd_nbs.sources` and the one way in of `ssd_nbs.layouts`: each layout is built on disk from a subset
 of BCCD (and from the shapes), read back, and checked against `voc_items` on the original; then the bad-input cases of
-the README's table are repeated for each layout."""
+the tables of nbs/library/35_bad_input.ipynb are repeated for each layout."""
 import json, shutil, tempfile, warnings
 from collections import Counter
 from pathlib import Path
@@ -224,7 +224,7 @@ def test_yolo_line_round_trip(w, h, a, b, c, e):
     (_, got), = _yolo_objs(lf, ['x'], (w, h), {})
     assert np.allclose(got, box, atol=2e-5*max(w, h))                    # 6 decimals, and the edges snapped
 
-# ---- bad input, in every layout: the README's table
+# ---- bad input, in every layout: 35_bad_input's tables
 
 BOX = [8, 8, 40, 40]
 DIRTY = {'ok0': None, 'ok1': None, 'ok2': None, 'ok3': None,           # None: the objects of that shapes image

@@ -68,43 +68,6 @@ def ssd_targets(bboxes:Tensor, # (bs, n_gt, 4) ground truths in [-1,1], zero-pad
     gt_lbl = labels.gather(1, idx) * pos                                   # (bs, n_anchors)
     return gt_bb, gt_lbl, pos
 
-# %% ../nbs/course/07_loss.ipynb #8
-_BCE_CHUNK = 2**18  # scores handled at a time (whole rows of them): the temporaries stay in the CPU's cache
-
-def _log_sig_abs_sum(s:Tensor)->Tensor: # `s = sigmoid(x)`, contiguous -> () sum of `log(sigmoid(|x|))`
-    "Sum of `log(sigmoid(|x|)) = log(max(s, 1-s))`, with one `log` per 64 values"
-    u = torch.rsub(s, 1); torch.maximum(u, s, out=u)                      # sigmoid(|x|), in [0.5, 1]: one temporary
-    u = u.view(-1)
-    if u.dtype == torch.float16: u = u.float()                            # 0.5**64 would underflow in float16
-    k = len(u) // 64 * 64
-    return u[:k].view(-1, 64).prod(1).log_().sum() + u[k:].log().sum()
-
-def _relu_sum(x:Tensor)->Tensor: return (x.float() if x.dtype == torch.float16 else x).clamp(min=0).sum()
-
-class _BCEOneHot(torch.autograd.Function):
-    "Summed BCE with logits of `clas[...,1:]` against targets that are 1 at the positives (`b`,`a`,`l`), 0 elsewhere"
-    @staticmethod
-    def forward(ctx, clas, b, a, l): # (bs, n_anc, n_cls+1) scores; (n_pos,) image, anchor and class of each positive
-        x = clas.contiguous().view(-1, clas.shape[-1])                    # a row per anchor, background score first
-        s,tot = torch.empty_like(x),[]                                    # s: sigmoid(x), the gradient in `backward`
-        rows = max(1, _BCE_CHUNK // x.shape[1])
-        for i in range(0, len(x), rows):
-            xi = x[i:i+rows]
-            si = torch.sigmoid(xi, out=s[i:i+rows])
-            si[:,0] = 0.                                                  # background is not a class: no loss, no gradient
-            tot.append(_relu_sum(xi[:,1:]) - _log_sig_abs_sum(si))        # log(1+e^x) = max(x,0) - log(sigmoid(|x|))
-        ctx.s = s.view(clas.shape); ctx.save_for_backward(b, a, l)
-        return torch.stack(tot).sum().to(clas.dtype) - clas[b,a,l].sum()  # sum of log(1+e^x) - x*t
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        b,a,l = ctx.saved_tensors
-        grad,ctx.s = ctx.s,None                                           # sigmoid(x) = d/dx log(1+e^x), made in place
-        if grad is None: raise RuntimeError('the class loss of SSDLoss can be differentiated once (retain_graph is not supported)')
-        grad.mul_(g)                                                      # 0 for the background scores
-        grad[b,a,l] -= g                                                  # d/dx -x*t
-        return grad, None, None, None
-
 # %% ../nbs/course/07_loss.ipynb #9
 class SSDLoss:
     "SSD loss over a padded batch: L1 on matched boxes + (focal) binary cross-entropy on classes"
@@ -167,3 +130,40 @@ def activation(self:SSDLoss, preds): # boxes (bs, n_anchors, 4), scores (bs, n_a
     box_act,clas = plain(*preds)
     boxes = activ_to_bbox(box_act, self.anchors.to(box_act.device)).clamp(-1, 1)   # inside the image
     return boxes, clas[...,1:].sigmoid()
+
+# %% ../nbs/course/07_loss.ipynb #8
+_BCE_CHUNK = 2**18  # scores handled at a time (whole rows of them): the temporaries stay in the CPU's cache
+
+def _log_sig_abs_sum(s:Tensor)->Tensor: # `s = sigmoid(x)`, contiguous -> () sum of `log(sigmoid(|x|))`
+    "Sum of `log(sigmoid(|x|)) = log(max(s, 1-s))`, with one `log` per 64 values"
+    u = torch.rsub(s, 1); torch.maximum(u, s, out=u)                      # sigmoid(|x|), in [0.5, 1]: one temporary
+    u = u.view(-1)
+    if u.dtype == torch.float16: u = u.float()                            # 0.5**64 would underflow in float16
+    k = len(u) // 64 * 64
+    return u[:k].view(-1, 64).prod(1).log_().sum() + u[k:].log().sum()
+
+def _relu_sum(x:Tensor)->Tensor: return (x.float() if x.dtype == torch.float16 else x).clamp(min=0).sum()
+
+class _BCEOneHot(torch.autograd.Function):
+    "Summed BCE with logits of `clas[...,1:]` against targets that are 1 at the positives (`b`,`a`,`l`), 0 elsewhere"
+    @staticmethod
+    def forward(ctx, clas, b, a, l): # (bs, n_anc, n_cls+1) scores; (n_pos,) image, anchor and class of each positive
+        x = clas.contiguous().view(-1, clas.shape[-1])                    # a row per anchor, background score first
+        s,tot = torch.empty_like(x),[]                                    # s: sigmoid(x), the gradient in `backward`
+        rows = max(1, _BCE_CHUNK // x.shape[1])
+        for i in range(0, len(x), rows):
+            xi = x[i:i+rows]
+            si = torch.sigmoid(xi, out=s[i:i+rows])
+            si[:,0] = 0.                                                  # background is not a class: no loss, no gradient
+            tot.append(_relu_sum(xi[:,1:]) - _log_sig_abs_sum(si))        # log(1+e^x) = max(x,0) - log(sigmoid(|x|))
+        ctx.s = s.view(clas.shape); ctx.save_for_backward(b, a, l)
+        return torch.stack(tot).sum().to(clas.dtype) - clas[b,a,l].sum()  # sum of log(1+e^x) - x*t
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        b,a,l = ctx.saved_tensors
+        grad,ctx.s = ctx.s,None                                           # sigmoid(x) = d/dx log(1+e^x), made in place
+        if grad is None: raise RuntimeError('the class loss of SSDLoss can be differentiated once (retain_graph is not supported)')
+        grad.mul_(g)                                                      # 0 for the background scores
+        grad[b,a,l] -= g                                                  # d/dx -x*t
+        return grad, None, None, None

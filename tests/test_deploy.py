@@ -312,6 +312,19 @@ def test_same_weights_as_with_fastai_layers(recipe, monkeypatch):
     theirs = weights()
     assert list(ours) == list(theirs) and all(torch.equal(v, theirs[k]) for k,v in ours.items())
 
+def test_optimised_graph_kept(shapes, tmp_path, monkeypatch):
+    "The graph onnxruntime optimised is kept and read back: the same detections; a damaged copy is made again"
+    import ssd_nbs.predict
+    learn,fn,ims = shapes
+    monkeypatch.setattr(ssd_nbs.predict, 'ONNX_CACHE', tmp_path/'cache')
+    first = OnnxDetector(fn, threads=1)(ims)
+    kept = list((tmp_path/'cache').iterdir())
+    assert len(kept) == 1 and kept[0].suffix == '.onnx'
+    assert_same(first, OnnxDetector(fn, threads=1)(ims))                  # from the kept graph
+    kept[0].write_bytes(b'damaged')
+    assert_same(first, OnnxDetector(fn, threads=1)(ims))
+    assert kept[0].stat().st_size > 1000 and len(list((tmp_path/'cache').iterdir())) == 1
+
 def test_fold_pads_exact(tmp_path):
     "timm's same-padding convs (EfficientNet-Lite): their Pads fold into the convs, the outputs unchanged to the bit"
     from dataclasses import replace

@@ -20,8 +20,7 @@ from fastai.callback.channelslast import ChannelsLast
 from ssd_nbs.config import RECIPES
 from ssd_nbs.data import ssd_dls, bccd_path
 from ssd_nbs.layouts import data_items
-from ssd_nbs.learner import ssd_learner
-from ssd_nbs.loss import LossPart
+from ssd_nbs.learner import ssd_learner, LossPart
 from ssd_nbs.metrics import MeanAP
 from ssd_nbs.train import fit_run, _fitted
 

@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'MPLBACKEND': 'Agg', 'PYTHONPATH': str(ROOT)}
 PREDICT = 'import sys; from ssd_nbs.cli import predict_main; sys.argv[0] = "ssd-predict"; predict_main()'
 
-def run(args:list, tmp:Path)->dict:
-    "A new process: its CPU seconds (user + system) and peak RSS (MB), as /usr/bin/time measures them"
+def run(args:list, tmp:Path, cache:Path|None=None)->dict:
+    "A new process: its CPU seconds (user + system) and peak RSS (MB), as /usr/bin/time measures them; `cache`: its XDG_CACHE_HOME"
     out = tmp/'time.txt'
-    r = subprocess.run(['/usr/bin/time', '-f', '%U %S %M', '-o', str(out), *args], env=ENV, capture_output=True, text=True)
+    env = {**ENV, 'XDG_CACHE_HOME': str(cache or tmp/'cache')}           # the optimised ONNX graphs the runs keep
+    r = subprocess.run(['/usr/bin/time', '-f', '%U %S %M', '-o', str(out), *args], env=env, capture_output=True, text=True)
     if r.returncode != 0: raise RuntimeError(f'{args[:4]} exited {r.returncode}: {r.stderr[-1500:]}')
     u,s,m = out.read_text().split()[-3:]
     return dict(cpu=float(u)+float(s), rss=int(m)/1024)
@@ -41,13 +42,15 @@ def startup(models:dict, one:Path, tmp:Path, rounds:int)->list:
     cmds = {'bare: import onnxruntime, numpy, PIL': [PY, '-c', 'import onnxruntime, numpy, PIL'],
             'onnx engine: import of the command': [PY, '-c', 'import ssd_nbs.cli'],
             'onnx engine: ssd-predict, one image': [PY, '-c', PREDICT, str(models['onnx']), str(one), '--engine', 'onnx', '--out', str(tmp/'so')],
+            'onnx engine, first start (graph optimised and kept)': [PY, '-c', PREDICT, str(models['onnx']), str(one), '--engine', 'onnx', '--out', str(tmp/'s1')],
             'int8: ssd-predict, one image': [PY, '-c', PREDICT, str(models['int8']), str(one), '--engine', 'onnx', '--out', str(tmp/'s8')],
             'bare: import torch, torchvision': [PY, '-c', 'import torch, torchvision'],
             'torch engine: import of the command and the detector': [PY, '-c', 'import ssd_nbs.cli, ssd_nbs.detector'],
             'torch engine: ssd-predict, one image': [PY, '-c', PREDICT, str(models['torch']), str(one), '--out', str(tmp/'st')]}
     res = {k: [] for k in cmds}
-    for _ in range(rounds):
-        for k,c in cmds.items(): res[k].append(run(c, tmp))
+    for k in ('onnx', 'int8'): run([PY, '-c', PREDICT, str(models[k]), str(one), '--engine', 'onnx', '--out', str(tmp/'s0')], tmp)  # keep the graphs
+    for i in range(rounds):
+        for k,c in cmds.items(): res[k].append(run(c, tmp, tmp/f'cold{i}' if 'first start' in k else None))
     rows = [dict(what=k, cpu=med([o['cpu'] for o in v]), runs=' '.join(f"{o['cpu']:.2f}" for o in v),
                  rss=max(o['rss'] for o in v)) for k,v in res.items()]
     by = {r['what']: r for r in rows}
@@ -65,11 +68,23 @@ p = d([im])[0]; t4 = time.process_time()
 draw_preds(im, p, sys.argv[3], d.vocab); t5 = time.process_time()
 print(t1-t0, t2-t1, t3-t2, t4-t3, t5-t4)"""
 
-def startup_parts(fn:Path, one:Path, tmp:Path, rounds:int)->dict:
-    "Where the onnx engine's start-up goes, CPU seconds in a new process (median): import, session, read, detect, draw"
-    runs = [subprocess.run([PY, '-c', PARTS, str(fn), str(one), str(tmp/'parts.png')], env=ENV, capture_output=True,
+TORCH_PARTS = """import sys, time; t0 = time.process_time()
+import torch, torchvision; t1 = time.process_time()
+import ssd_nbs.cli, ssd_nbs.detector; t2 = time.process_time()
+from ssd_nbs.predict import read_image, draw_preds
+d = ssd_nbs.detector.load_detector(sys.argv[1]); t3 = time.process_time()
+im, wh = read_image(sys.argv[2]); t4 = time.process_time()
+p = d([im])[0]; t5 = time.process_time()
+draw_preds(im, p, sys.argv[3], d.vocab); t6 = time.process_time()
+print(t1-t0, t2-t1, t3-t2, t4-t3, t5-t4, t6-t5)"""
+
+def startup_parts(fn:Path, one:Path, tmp:Path, rounds:int, code:str=PARTS, cache:Path|None=None,
+                  names=('import', 'session', 'read', 'detect', 'draw'))->dict:
+    "Where an engine's start-up goes, CPU seconds in a new process (median): import, session, read, detect, draw"
+    env = {**ENV, 'XDG_CACHE_HOME': str(cache or tmp/'cache')}
+    runs = [subprocess.run([PY, '-c', code, str(fn), str(one), str(tmp/'parts.png')], env=env, capture_output=True,
                            text=True).stdout.split() for _ in range(rounds)]
-    return {k: med([float(r[i]) for r in runs]) for i,k in enumerate(('import', 'session', 'read', 'detect', 'draw'))}
+    return {k: med([float(r[i]) for r in runs]) for i,k in enumerate(names)}
 
 def modules_loaded(code:str)->list:
     r = subprocess.run([PY, '-c', code + "; import sys; print(sorted({m.split('.')[0] for m in sys.modules} & "
@@ -136,7 +151,8 @@ def main():
     from ssd_nbs.config import RECIPES
     from ssd_nbs.predict import read_image
     tmp = Path(tempfile.mkdtemp())
-    ds = read_data(os.environ.get('BCCD', '/work/shared/data/BCCD'))
+    from ssd_nbs.data import bccd_path
+    ds = read_data(os.environ.get('BCCD') or bccd_path())
     if args.model: det = load_detector(args.model); src = Path(args.model)
     else:
         if not args.quick: print('# no --model: a BCCD-recipe model with random weights; its mAP rows mean nothing', file=sys.stderr)
@@ -159,6 +175,12 @@ def main():
                 dict(cpu='.2f', x_bare='.2f', rss='.0f')), flush=True)
     parts = startup_parts(models['onnx'], one, tmp, 3)
     print('\nthe onnx engine in a new process, CPU s (median of 3): ' + ', '.join(f'{k} {v:.3f}' for k,v in parts.items()), flush=True)
+    cold = {k: startup_parts(models['onnx'], one, tmp, 1, cache=tmp/f'pcold{i}') for i,k in enumerate('abc')}
+    cold = {k: med([o[k] for o in cold.values()]) for k in parts}
+    print('  the same, the graph not kept yet (optimised, then written): ' + ', '.join(f'{k} {v:.3f}' for k,v in cold.items()), flush=True)
+    tparts = startup_parts(models['torch'], one, tmp, 3, TORCH_PARTS, names=('import torch, torchvision', 'import ssd_nbs',
+                                                                             'load', 'read', 'detect', 'draw'))
+    print('the torch engine in a new process, CPU s (median of 3): ' + ', '.join(f'{k} {v:.3f}' for k,v in tparts.items()), flush=True)
     fo = folder(models, valid[0], tmp)
     print(f'\nssd-predict on a folder of {len(valid[0])} BCCD test images (640x480; reading, detecting, drawing, writing)\n')
     print(table(fo, [('engine', 'engine'), ('images', 'images'), ('cpu', 'CPU s'), ('img_s', 'images per CPU s'), ('rss', 'peak RSS (MB)')],
@@ -179,6 +201,7 @@ def main():
     print(f"\nmAP@0.5 on {len(valid[0])} BCCD test images (the file's score threshold {det.cfg.score_thresh}): "
           f"float {mp['onnx']:.3f}, int8 {mp['int8']:.3f} (difference {mp['int8']-mp['onnx']:+.3f})")
     write_json(args.json, dict(bench='inference', machine=info, quick=args.quick, model=str(src), loaded=loaded, startup=su, startup_parts=parts,
+                               startup_parts_first=cold, startup_parts_torch=tparts,
                                folder=fo, network_ms=ms, profile=prof, mAP=mp))
 
 if __name__ == '__main__': main()

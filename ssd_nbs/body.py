@@ -6,14 +6,13 @@
 from __future__ import annotations
 import re, importlib.resources
 from pathlib import Path
-import torch, torchvision, timm
+import torch, torchvision
 from torch import nn, Tensor
-from fastai.vision.all import ConvLayer, ResBlock, create_body, model_meta, imagenet_stats, resnet34
 
 # %% auto #0
-__all__ = ['INCEPTION_STATS', 'ARCHS', 'NoWeightsError', 'lite_weights_file', 'lite_to_timm', 'Renorm', 'efficientnet_lite0',
-           'efficientnet_lite1', 'efficientnet_lite2', 'layer_strides', 'cut_at_stride', 'tiny_cnn', 'tiny_resnet',
-           'get_arch', 'load_model', 'make_body']
+__all__ = ['IMAGENET_STATS', 'INCEPTION_STATS', 'ARCHS', 'NoWeightsError', 'lite_weights_file', 'lite_to_timm', 'Renorm',
+           'efficientnet_lite0', 'efficientnet_lite1', 'efficientnet_lite2', 'layer_strides', 'cut_at_stride',
+           'ConvLayer', 'ResBlock', 'tiny_cnn', 'tiny_resnet', 'get_arch', 'load_model', 'cut_body', 'make_body']
 
 # %% ../nbs/course/02_body.ipynb #7
 class NoWeightsError(RuntimeError):
@@ -50,11 +49,12 @@ def lite_to_timm(sd:dict, # state dict of the reference package (`_conv_stem`, `
     return res
 
 # %% ../nbs/course/02_body.ipynb #14
-INCEPTION_STATS = ([127/255]*3, [128/255]*3)   # TensorFlow's edge models: (pixel-127)/128
+IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])   # ImageNet's mean and std per channel (fastai's `imagenet_stats`)
+INCEPTION_STATS = ([127/255]*3, [128/255]*3)                       # TensorFlow's edge models: (pixel-127)/128
 
 class Renorm(nn.Module):
     "Turn images normalised with the `src` statistics into images normalised with the `dst` ones"
-    def __init__(self, src=imagenet_stats, dst=INCEPTION_STATS): # (mean, std), each of 3 channels
+    def __init__(self, src=IMAGENET_STATS, dst=INCEPTION_STATS): # (mean, std), each of 3 channels
         super().__init__()
         (m0,s0),(m1,s1) = [[torch.tensor(o).view(1,3,1,1) for o in st] for st in (src,dst)]
         self.register_buffer('scale', s0/s1, persistent=False)      # x1 = (x0*s0 + m0 - m1)/s1
@@ -63,6 +63,7 @@ class Renorm(nn.Module):
 
 # %% ../nbs/course/02_body.ipynb #17
 def _lite_classifier(n:int, weights=None)->nn.Sequential:
+    import timm                                                        # only for these bodies: a `Detector` of another needs none
     m = timm.create_model(f'tf_efficientnet_lite{n}', pretrained=False)
     if weights is not None:
         m.load_state_dict(lite_to_timm(torch.load(lite_weights_file(n), map_location='cpu', weights_only=True), m))
@@ -103,6 +104,28 @@ def cut_at_stride(body:nn.Sequential, # a CNN body, its layers in order
     if stride not in st: raise ValueError(f'this body has no layer of stride {stride}: its strides are {sorted(set(st))}')
     return nn.Sequential(*list(body.children())[:len(st) - st[::-1].index(stride)])
 
+# %% ../nbs/course/02_body.ipynb #convlayer
+class ConvLayer(nn.Sequential):
+    "Conv (no bias), batchnorm, then ReLU if `act`: fastai's `ConvLayer` with its defaults, its layer names and its init"
+    def __init__(self, ni:int, nf:int, ks:int=3, stride:int=1,
+                 act:bool=True, # end with a ReLU
+                 zero_bn:bool=False): # the batchnorm's weight starts at 0 (the last conv of a residual branch)
+        conv = nn.Conv2d(ni, nf, ks, stride=stride, padding=(ks-1)//2, bias=False)
+        if act: nn.init.kaiming_uniform_(conv.weight)                       # before a ReLU; else PyTorch's default init
+        bn = nn.BatchNorm2d(nf)
+        nn.init.constant_(bn.weight, 0. if zero_bn else 1.); nn.init.constant_(bn.bias, 1e-3)
+        super().__init__(conv, bn, *([nn.ReLU()] if act else []))
+
+class ResBlock(nn.Module):
+    "Two 3x3 `ConvLayer`s, the first of stride `stride`, plus the input (pooled and projected to `nf` channels if need be)"
+    def __init__(self, ni:int, nf:int, stride:int=1):
+        super().__init__()
+        self.convpath = nn.Sequential(ConvLayer(ni, nf, stride=stride), ConvLayer(nf, nf, act=False, zero_bn=True))
+        self.idpath = nn.Sequential(*([nn.AvgPool2d(stride)] if stride != 1 else []),
+                                    *([ConvLayer(ni, nf, 1, act=False)] if ni != nf else []))
+        self.act = nn.ReLU(inplace=True)
+    def forward(self, x): return self.act(self.convpath(x) + self.idpath(x))   # (bs, nf, h/stride, w/stride)
+
 # %% ../nbs/course/02_body.ipynb #29
 def tiny_cnn(weights=None, # there are no pretrained weights: must be None
              widths=(16,32,64,128), # channels of the four stride-2 stages
@@ -112,7 +135,7 @@ def tiny_cnn(weights=None, # there are no pretrained weights: must be None
     layers,ni = [],3
     for i,nf in enumerate(widths):
         layers.append(ConvLayer(ni, nf, stride=2))
-        if i > 0: layers.append(ResBlock(1, nf, nf))                   # no residual block at full resolution
+        if i > 0: layers.append(ResBlock(nf, nf))                   # no residual block at full resolution
         ni = nf
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ni, 1000))
 
@@ -124,7 +147,7 @@ def tiny_resnet(weights=None, # there are no pretrained weights: anything but No
     "A small ResNet-like classifier of stride `2**len(widths)`, to train detectors from scratch on a CPU"
     if weights is not None: raise ValueError(f'tiny_resnet has no pretrained weights (weights={weights!r})')
     layers = [ConvLayer(3, widths[0], stride=2)]                                        # (bs, w0, size/2, size/2)
-    layers += [ResBlock(1, ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
+    layers += [ResBlock(ni, nf, stride=2) for ni,nf in zip(widths[:-1], widths[1:])] # each halves the size
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(widths[-1], n_out))
 
 # %% ../nbs/course/02_body.ipynb #38
@@ -156,15 +179,27 @@ def load_model(arch, # a model function: `arch(weights=...)` makes the model
                              f'with the package, or random weights with pretrained=False (--no-pretrained)') from None
 
 # %% ../nbs/course/02_body.ipynb #40
-def make_body(arch=resnet34, # a model function (torchvision's, fastai's, `efficientnet_lite0`, `tiny_resnet`...) or its name
+def _pools(m:nn.Module)->bool: return any(re.search(r'Pool[123]d$', type(l).__name__) for l in m.modules())
+
+_CUTS = {f'densenet{n}': -1 for n in (121, 161, 169, 201)}  # fastai's `model_meta`, where it cuts elsewhere than the rule
+
+def cut_body(model:nn.Module, # a classifier whose children are its layers in order
+             cut=None, # an index, a function of `model`, or None: before the last child that pools
+            )->nn.Sequential:
+    "The children of `model` before `cut`, as fastai's `create_body` cuts a model for 3-channel images"
+    if callable(cut): return cut(model)
+    ch = list(model.children())
+    return nn.Sequential(*ch[:max(i for i,o in enumerate(ch) if _pools(o)) if cut is None else cut])
+
+def make_body(arch=torchvision.models.resnet34, # a model function (torchvision's, fastai's, `efficientnet_lite0`, `tiny_resnet`...) or its name
               pretrained:bool=True, # load ImageNet weights (torchvision's: a download); `NoWeightsError` if they can't be had
-              cut=None, # where `create_body` cuts the model: None (before the pool), an index or a function
+              cut=None, # where `cut_body` cuts the model: None (before the pool), an index or a function
               stride:int|None=None, # then cut after the last layer of this output stride (e.g. 16); None: don't
              )->nn.Sequential: # the convolutional body; `body.pretrained` says whether the weights were loaded
     "The convolutional body of `arch`, with ImageNet weights if `pretrained`, cut at `cut` and then at `stride`"
     if isinstance(arch, str): arch = get_arch(arch)
     model = load_model(arch, pretrained)
-    body = create_body(model, pretrained=pretrained, cut=cut if cut is not None else model_meta.get(arch, {}).get('cut'))
+    body = cut_body(model, cut if cut is not None else _CUTS.get(getattr(arch, '__name__', None)))
     if stride is not None: body = cut_at_stride(body, stride)
     body.pretrained = pretrained
     return body

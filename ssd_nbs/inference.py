@@ -10,8 +10,7 @@ import torch
 from torch import Tensor
 from PIL import Image
 from torchvision.ops import batched_nms
-from fastcore.basics import patch
-from fastai.vision.all import PILImage, noop, get_grid
+from fastcore.basics import patch, noop
 import matplotlib.figure, matplotlib.patches
 from .core import *
 from .core import _COLORS
@@ -69,6 +68,7 @@ def detections(preds, # the model's output: box activations (bs, n_anc, 4), clas
 # %% ../nbs/course/09_inference.ipynb #14
 def _load(img):
     "A `PILImage` from a path, PIL image or array, with a clear error for a file that is not an image"
+    from fastai.vision.core import PILImage                               # fastai's, for `test_dl`: the learner's side
     if isinstance(img, (str, Path)):
         try: return PILImage.create(img)
         except Exception as e: raise ValueError(f'{img}: not a readable image ({type(e).__name__}: {e})') from None

@@ -6,18 +6,29 @@
 from __future__ import annotations
 from dataclasses import fields, replace
 import torch
-from fastai.vision.all import Learner, params, L
+from fastai.vision.all import Learner, Metric, find_bs, params, L
 from .core import *
 from .model import SSDModel
-from .loss import LossPart
 from .config import SSDConfig, DATA, build_ssd, derive_config, format_derived
 from .fit import dls_boxes
 
 # %% auto #0
-__all__ = ['ssd_split', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
+__all__ = ['ssd_split', 'LossPart', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
 
 # %% ../nbs/course/08_single_shot.ipynb #6
 def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
+
+class LossPart(Metric):
+    "Average of one part (`'bbox'` or `'clas'`) of `SSDLoss` over the validation set (`07_loss`)"
+    def __init__(self, part:str): self.part = part
+    def reset(self): self.tot,self.n = 0.,0
+    def accumulate(self, learn):
+        bs = find_bs(learn.yb)
+        self.tot += float(learn.loss_func.last[self.part])*bs; self.n += bs
+    @property
+    def value(self): return self.tot/self.n if self.n else None
+    @property
+    def name(self): return f'{self.part}_loss'
 
 # %% ../nbs/course/08_single_shot.ipynb #7
 class SSDLearner(Learner):

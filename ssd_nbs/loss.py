@@ -9,12 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from fastcore.basics import patch
-from fastai.vision.all import Metric, find_bs
 from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['bce_loss', 'ssd_loss_loop', 'ssd_targets', 'SSDLoss', 'LossPart']
+__all__ = ['bce_loss', 'ssd_loss_loop', 'ssd_targets', 'SSDLoss']
 
 # %% ../nbs/course/07_loss.ipynb #c918fdc8
 def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background
@@ -110,19 +109,6 @@ class SSDLoss:
     def __setstate__(self, d): # losses pickled before `match_iou` was named so called it `thresh`
         if 'thresh' in d: d['match_iou'] = d.pop('thresh')
         self.__dict__.update(d)
-
-# %% ../nbs/course/07_loss.ipynb #19
-class LossPart(Metric):
-    "Average of one part (`'bbox'` or `'clas'`) of `SSDLoss` over the validation set"
-    def __init__(self, part:str): self.part = part
-    def reset(self): self.tot,self.n = 0.,0
-    def accumulate(self, learn):
-        bs = find_bs(learn.yb)
-        self.tot += float(learn.loss_func.last[self.part])*bs; self.n += bs
-    @property
-    def value(self): return self.tot/self.n if self.n else None
-    @property
-    def name(self): return f'{self.part}_loss'
 
 # %% ../nbs/course/07_loss.ipynb #84aaf640
 @patch

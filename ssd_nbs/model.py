@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from fastai.vision.all import ConvLayer, ResBlock, num_features_model, dummy_eval
 from .core import *
 from .anchors import *
+from .body import ConvLayer
 
 # %% auto #0
 __all__ = ['flatten_conv', 'OutConv', 'halving_grids', 'SSDHead', 'SSDModel']
@@ -73,6 +73,11 @@ class SSDHead(nn.Module):
         return torch.cat(boxes, 1), torch.cat(clas, 1)          # (bs, n_anchors, 4), (bs, n_anchors, n_classes+1)
 
 # %% ../nbs/course/06_multiscale.ipynb #15
+def _dummy_eval(body:nn.Module, size:int)->Tensor: # (1, c, h, w): the output of `body`, in eval mode, for a random image
+    "fastai's `dummy_eval`, its random draw too (with `num_features_model`'s, a seed gives the weights fastai's gave)"
+    w = next(p for p in body.parameters() if p.ndim == 4)                   # the first conv's: (c_out, c_in, kh, kw)
+    with torch.no_grad(): return body.eval()(w.new_empty(1, w.shape[1], size, size).uniform_(-1., 1.))
+
 class SSDModel(nn.Module):
     "Backbone + `SSDHead`: images -> (box activations, class scores) for every anchor"
     def __init__(self, body:nn.Module, # a CNN body, e.g. from `create_body`
@@ -82,8 +87,8 @@ class SSDModel(nn.Module):
                  k:int=9, **kwargs):
         super().__init__()
         self.body,self.size = body,size
-        feat = dummy_eval(body, (size,size)).shape[-1]
-        self.head = SSDHead(num_features_model(body), n_classes, feat, grids, k, **kwargs)
+        feat = _dummy_eval(body, size).shape[-1]
+        self.head = SSDHead(_dummy_eval(body, 32).shape[1], n_classes, feat, grids, k, **kwargs)   # its channels
     def forward(self, x): # (bs, 3, size, size) -> (bs, n_anchors, 4), (bs, n_anchors, n_classes+1)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             raise ValueError(f'SSDModel was built for {self.size}x{self.size} images, got {tuple(x.shape[-2:])}')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/library/27_predict.ipynb #69d1f56a
 from __future__ import annotations
-import json, mimetypes, os, warnings, zlib
+import hashlib, json, mimetypes, os, platform, warnings, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
@@ -12,8 +12,8 @@ from fastcore.basics import patch
 from .files import CLIError, atomic_path, first_line
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'PIC', 'EXPORT_FORMAT', 'image_files', 'read_image', 'draw_preds', 'Journal', 'NeedsExtra', 'preprocess',
-           'OnnxDetector', 'predict_files']
+__all__ = ['IMAGE_EXTS', 'PIC', 'EXPORT_FORMAT', 'ONNX_CACHE', 'image_files', 'read_image', 'draw_preds', 'Journal', 'NeedsExtra',
+           'preprocess', 'OnnxDetector', 'predict_files']
 
 # %% ../nbs/library/27_predict.ipynb #a7a9e9a3
 IMAGE_EXTS = {k for k,v in mimetypes.types_map.items() if v.startswith('image/')}   # as fastai's `image_extensions`
@@ -71,7 +71,7 @@ def draw_preds(im, pred:dict, dest, vocab=None, # `vocab`: class names, for the 
         d.rectangle(list(b + [-1,-1,1,1]), outline='black', width=4)
         d.rectangle(list(b), outline=_color(l, vocab), width=2)
         d.text((b[0]+3, b[1]+2), f'{l} {float(sc):.2f}', fill=_color(l, vocab), stroke_width=1, stroke_fill='black')
-    with atomic_path(dest) as t: pic.save(t, format='png', compress_level=1)   # 5x faster than the default 6, 1.2x the bytes
+    with atomic_path(dest) as t: pic.save(t, format='png', compress_level=1, compress_type=2)   # zlib's fastest: 5x level 6's speed
 
 def _out_names(files)->list:
     "`<stem>_pred.png` for each file, numbered when stems repeat"
@@ -153,6 +153,27 @@ def preprocess(ims:list, # PIL images
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 # %% ../nbs/library/27_predict.ipynb #28
+ONNX_CACHE = Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'ssd_nbs'/'onnx'   # graphs onnxruntime optimised
+
+def _cpu()->str: # the CPU's name: an optimised graph holds layouts chosen for its instruction set
+    try: return next((l for l in open('/proc/cpuinfo') if l.startswith('model name')), '')
+    except OSError: return platform.processor() or platform.machine()
+
+def _session(ort, fname:Path, so): # an `InferenceSession` of `fname`; its optimised graph is kept in `ONNX_CACHE`
+    "onnxruntime optimises the graph of a file when it opens it; the graph it made is kept, and the next start reads it"
+    st = fname.stat()
+    key = hashlib.sha1(f'{fname.resolve()} {st.st_size} {st.st_mtime_ns} {ort.__version__} {_cpu()}'.encode()).hexdigest()
+    c,cpu = ONNX_CACHE/f'{key[:20]}.onnx', ['CPUExecutionProvider']
+    if c.is_file():
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL   # optimised already
+        try: return ort.InferenceSession(str(c), so, providers=cpu)
+        except Exception: so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL   # damaged: made again
+    try: c.parent.mkdir(parents=True, exist_ok=True)
+    except OSError: return ort.InferenceSession(str(fname), so, providers=cpu)   # nowhere to keep it
+    with atomic_path(c) as t:
+        so.optimized_model_filepath,so.log_severity_level = str(t), 3           # (no warning that it fits this CPU only)
+        return ort.InferenceSession(str(fname), so, providers=cpu)
+
 class OnnxDetector:
     "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
     def __init__(self, fname, # an .onnx file from `export_onnx`
@@ -160,7 +181,7 @@ class OnnxDetector:
         ort = _need('onnxruntime')
         if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
         so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS') or 0),1
-        try: self.sess = ort.InferenceSession(str(fname), so, providers=['CPUExecutionProvider'])
+        try: self.sess = _session(ort, Path(fname), so)
         except Exception as e:
             raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
         self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}

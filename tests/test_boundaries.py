@@ -1,7 +1,8 @@
 """The package's rooms keep their doors: which module may import which, read from the sources themselves.
 `files` imports no other module of ours and `core` only `files`; `data` nothing of the model, the loss or the learner;
 `metrics` not the learner; `predict` (what `ssd-predict --engine onnx` runs) no third-party package but numpy, PIL
-and fastcore at its top, and of ours only `files` (and `detector` lazily, for the torch engine); no two modules
+and fastcore at its top, and of ours only `files` (and `detector` lazily, for the torch engine); a `Detector` (and
+`ssd-export`) no fastai: the model code is PyTorch, fastai's training side stays with the learner; no two modules
 import each other; and nothing but the command-line module reads `sys.argv`."""
 import ast
 from pathlib import Path
@@ -10,10 +11,10 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent/'ssd_nbs'
 MODULES = sorted(p.stem for p in PKG.glob('*.py') if not p.stem.startswith('_'))
 
-def ours(mod:str)->set:
-    "The modules of ssd_nbs that `mod` imports (at any depth of its code, lazily or not)"
-    res = set()
-    for node in ast.walk(ast.parse((PKG/f'{mod}.py').read_text())):
+def ours(mod:str, lazy:bool=True)->set:
+    "The modules of ssd_nbs that `mod` imports (at any depth of its code, lazily or not; `lazy=False`: at its top)"
+    res,tree = set(),ast.parse((PKG/f'{mod}.py').read_text())
+    for node in (ast.walk(tree) if lazy else tree.body):
         if isinstance(node, ast.ImportFrom):
             name = node.module or ''
             if node.level == 1: res.add(name.split('.')[0] if name else '')
@@ -48,6 +49,21 @@ def test_the_light_modules_import_no_torch():
     std = set(sys.stdlib_module_names)
     for mod in ('files', 'predict', 'cli'):
         assert top_level(mod) - std <= {'numpy', 'PIL', 'fastcore', '__future__'}, (mod, top_level(mod) - std)
+
+DETECTOR = ('files', 'core', 'anchors', 'body', 'model', 'loss', 'inference', 'fit', 'config', 'detector', 'predict', 'deploy')
+
+def loaded(mods)->set:
+    "`mods` and the modules of ours that importing them loads"
+    res,todo = set(),list(mods)
+    while todo:
+        m = todo.pop()
+        if m not in res: res.add(m); todo += ours(m, lazy=False)
+    return res
+
+def test_a_detector_imports_no_fastai():
+    "What `ssd-predict` (PyTorch) and `ssd-export` load: PyTorch and the model code, never fastai or the training side"
+    assert loaded(['detector', 'deploy']) <= set(DETECTOR), sorted(loaded(['detector', 'deploy']) - set(DETECTOR))
+    assert not [m for m in DETECTOR if 'fastai' in top_level(m)], [m for m in DETECTOR if 'fastai' in top_level(m)]
 
 def test_no_cycle():
     "No two modules import each other (at any depth of their code): `detector` does not know `predict` or `deploy`"

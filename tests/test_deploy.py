@@ -265,12 +265,65 @@ def test_onnx_engine_needs_no_torch(shapes, tmp_path):
     want = predict_files(fn, tmp_path/'ims', tmp_path/'here', engine='onnx', progress=False)
     assert got['images'] == want['images'] and len(got['images']) == 3
 
-def test_detector_imports_no_training(tmp_path):
-    "A `Detector` is PyTorch and the model code: importing it loads no fastai data pipeline or learner"
+NO_FASTAI = """import sys
+class Blocked:
+    "Make fastai unimportable"
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'fastai': raise ImportError(f'{name}: blocked')
+sys.meta_path.insert(0, Blocked())
+from ssd_nbs.cli import predict_main, export_main
+cmd = sys.argv.pop(1); sys.argv[0] = cmd
+try: dict(predict=predict_main, export=export_main)[cmd]()
+finally: print(sorted({m.split('.')[0] for m in sys.modules} & {'fastai', 'pandas', 'timm'}), file=sys.stderr)"""
+
+def test_torch_engine_needs_no_fastai(shapes, tmp_path):
+    "`ssd-predict` with PyTorch and `ssd-export` work where fastai cannot be imported: a `Detector` is PyTorch and the model code"
     import subprocess
-    code = "import sys, ssd_nbs.detector; print(sorted(m for m in sys.modules if m in ('fastai.learner', 'fastai.data.core', 'ssd_nbs.data', 'ssd_nbs.learner', 'ssd_nbs.train')))"
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    if r.stdout.strip() != '[]': pytest.xfail(f'the model code (body, model, loss, inference) imports fastai.vision.all: {r.stdout.strip()}')
+    learn,fn,ims = shapes
+    Detector.from_learner(learn).save(tmp_path/'model.safetensors')
+    (tmp_path/'ims').mkdir()
+    for i,im in enumerate(ims[:3]): im.save(tmp_path/'ims'/f'{i}.png')
+    env = {**__import__('os').environ, 'OMP_NUM_THREADS': '1'}
+    def run(*args):
+        r = subprocess.run([sys.executable, '-c', NO_FASTAI, *map(str, args)], capture_output=True, text=True, env=env)
+        assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == '[]', r.stderr[-2000:]
+    run('predict', tmp_path/'model.safetensors', tmp_path/'ims', '--out', tmp_path/'out')
+    got = json.loads((tmp_path/'out'/'detections.json').read_text())
+    want = predict_files(learn, tmp_path/'ims', tmp_path/'here', progress=False)
+    assert got['images'] == want['images'] and sum(len(o['labels']) for o in got['images']) > 0
+    run('export', tmp_path/'model.safetensors', '--onnx', tmp_path/'m.onnx')
+    assert_same(OnnxDetector(tmp_path/'m.onnx')(ims[:3]), OnnxDetector(fn)(ims[:3]))
+
+@pytest.mark.parametrize('recipe', ['shapes', 'bccd'])
+def test_same_weights_as_with_fastai_layers(recipe, monkeypatch):
+    "Our `ConvLayer`, `ResBlock` and dummy passes make, from a seed, the weights that fastai's made: names, order, values"
+    from dataclasses import replace
+    import fastai.layers as fl
+    from fastai.callback.hook import dummy_eval
+    import ssd_nbs.body, ssd_nbs.model
+    from ssd_nbs.config import RECIPES
+    from ssd_nbs.detector import build_detector
+    cfg = replace(RECIPES[recipe], size=128, grids=None) if recipe == 'bccd' else RECIPES[recipe]
+    def weights(): torch.manual_seed(0); return build_detector(cfg, ['#na#', 'a', 'b']).model.state_dict()
+    ours = weights()
+    monkeypatch.setattr(ssd_nbs.body, 'ConvLayer', fl.ConvLayer); monkeypatch.setattr(ssd_nbs.model, 'ConvLayer', fl.ConvLayer)
+    monkeypatch.setattr(ssd_nbs.body, 'ResBlock', lambda ni, nf, stride=1: fl.ResBlock(1, ni, nf, stride=stride))
+    monkeypatch.setattr(ssd_nbs.model, '_dummy_eval', lambda body, size: dummy_eval(body, (size, size)))
+    theirs = weights()
+    assert list(ours) == list(theirs) and all(torch.equal(v, theirs[k]) for k,v in ours.items())
+
+def test_optimised_graph_kept(shapes, tmp_path, monkeypatch):
+    "The graph onnxruntime optimised is kept and read back: the same detections; a damaged copy is made again"
+    import ssd_nbs.predict
+    learn,fn,ims = shapes
+    monkeypatch.setattr(ssd_nbs.predict, 'ONNX_CACHE', tmp_path/'cache')
+    first = OnnxDetector(fn, threads=1)(ims)
+    kept = list((tmp_path/'cache').iterdir())
+    assert len(kept) == 1 and kept[0].suffix == '.onnx'
+    assert_same(first, OnnxDetector(fn, threads=1)(ims))                  # from the kept graph
+    kept[0].write_bytes(b'damaged')
+    assert_same(first, OnnxDetector(fn, threads=1)(ims))
+    assert kept[0].stat().st_size > 1000 and len(list((tmp_path/'cache').iterdir())) == 1
 
 def test_fold_pads_exact(tmp_path):
     "timm's same-padding convs (EfficientNet-Lite): their Pads fold into the convs, the outputs unchanged to the bit"

@@ -350,10 +350,11 @@ def _fit(learn, cfg:SSDConfig, cp:CheckpointCallback, ck:Checkpoint|None, cbs:li
         cp.history[-1].update(_valid_record(learn))             # all of them, in each process
     return cp.history
 
-def _run_settings(learn, ds, cfg:SSDConfig, source:dict, **options)->dict: # the `settings` of metrics.json
+def _run_settings(learn, ds, cfg:SSDConfig, source:dict, options:dict, # the data; `train`'s options
+                  **more)->dict: # the `settings` of metrics.json
     "The data, the options and the recipe of the run (grids, zooms and ratios as the model has them), and what it trained on"
     m = learn.model.cfg
-    return plain_data({**source, **options, **cfg.to_dict(), 'grids': m.grids, 'zooms': m.zooms, 'ratios': m.ratios,
+    return plain_data({**source, **options, **cfg.to_dict(), **more, 'grids': m.grids, 'zooms': m.zooms, 'ratios': m.ratios,
                        'layout': ds.layout, 'split': ds.split, 'n_train': len(ds.train[0]), 'n_valid': len(ds.valid[0]),
                        'classes': [str(o) for o in learn.dls.vocab[1:]], 'processes': max(num_distrib(), 1),
                        'versions': dict(ssd_nbs=ssd_nbs.__version__, fastai=fastai.__version__, torch=torch.__version__)})
@@ -396,8 +397,8 @@ def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or 
     cp = CheckpointCallback(out/'checkpoint.pth' if main else None, cfg, source, ck)
     history = _fit(learn, cfg, cp, ck, [*(_epoch_lines(learn, cfg.epochs) if main else []), *L(cbs)], out)
     if not main: return None
-    settings = _run_settings(learn, ds, cfg, source, threads=threads, workers=workers, out=out, fit_anchors=fit_anchors,
-                             **({'time': budget} if budget else {}))
+    settings = _run_settings(learn, ds, cfg, source, dict(threads=threads, workers=workers, out=out),
+                             **({'time': budget} if budget else {}), fit_anchors=fit_anchors)
     return save_run(learn, out, settings, t0, history, derived)
 
 _now = time.time  # (`train`'s parameter `time` hides the module)

@@ -118,16 +118,16 @@ def detect_images(model, # an `SSDModel` (its `size` is the input size)
 
 def predict_many(learn, # a `Learner` from `ssd_learner` (or `load_learner`)
                  imgs, # image paths, PIL images or arrays
-                 post:PostProcess|None=None, # default: that of the model's config
+                 score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # default: the config's
                  bs:int=16,
                 )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores
     "Detections for each image of `imgs`, in pixels of the original images"
-    post = post or PostProcess.from_config(learn.model.cfg)
+    post = PostProcess.from_config(learn.model.cfg, score_thresh, nms_iou, max_det)
     return detect_images(learn.model, learn.loss_func.anchors, post, learn.dls.vocab, [_load(o) for o in imgs], bs=bs)
 
-def predict(learn, img, post:PostProcess|None=None)->dict:
-    "Detections for one image: boxes (n, 4) in pixels, labels (names), scores"
-    return predict_many(learn, [img], post)[0]
+def predict(learn, img, score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None)->dict:
+    "Detections for one image: boxes (n, 4) in pixels, labels (names), scores; settings as `predict_many`"
+    return predict_many(learn, [img], score_thresh, nms_iou, max_det)[0]
 
 # %% ../nbs/course/09_inference.ipynb #1debb059
 def show_preds(img, # path, PIL image, array or (3,h,w) tensor

@@ -49,7 +49,7 @@ class Stop(Exception): pass
 
 class Killed(Detector):
     "A `Detector` that fails at its `n`-th batch, as a process killed there would stop"
-    def __init__(self, det, n): super().__init__(det.model, det.loss_func, det.vocab); self.n = n
+    def __init__(self, det, n): super().__init__(det.model, det.vocab); self.n = n
     def __call__(self, *args, **kwargs):
         self.n -= 1
         if self.n == 0: raise Stop()

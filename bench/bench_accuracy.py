@@ -29,7 +29,7 @@ from fastai.vision.all import (ParamScheduler, Callback, CancelFitException, Can
                                imagenet_stats)
 from ssd_nbs.data import voc_items, ssd_dls, bccd_path
 from ssd_nbs.learner import ssd_learner
-from ssd_nbs.inference import detections
+from ssd_nbs.inference import detections, PostProcess
 from ssd_nbs.metrics import mean_ap
 from ssd_nbs.config import SHAPES, BCCD_SCRATCH
 from ssd_nbs.layouts import shapes_data, data_items, cache_dir
@@ -106,7 +106,7 @@ def preds_ours(learn, dl, size:int, thresh:float=0.01):
     preds,targs = [],[]
     with torch.no_grad():
         for xb,bb,lb in dl:
-            preds += detections(m(xb), lf, thresh, 0.5, 100, sizes=[(size, size)]*len(xb))
+            preds += detections(m(xb), lf.anchors, PostProcess(thresh, 0.5, 100), sizes=[(size, size)]*len(xb))
             targs += targets_px(bb, lb, size)
     return preds, targs
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from dataclasses import replace
 from ssd_nbs.core import plain
 from ssd_nbs.config import SHAPES, BCCD_SCRATCH, build_ssd
-from ssd_nbs.anchors import greedy_match, encode_boxes, anchor_code
+from ssd_nbs.anchors import greedy_match
 from ssd_nbs.loss import SSDLoss, bce_loss
 from bench_train_step import batch
 
@@ -29,7 +29,7 @@ class PlainSSDLoss(SSDLoss):
         b,a = (m >= 0).nonzero(as_tuple=True)
         g = m[b,a]; l = labels[b,g]
         n_pos = max(len(b), 1)
-        bb = (box_act[b,a] - encode_boxes(bboxes[b,g], anchor_code(anc)[a])).abs().sum()
+        bb = (box_act[b,a] - self.coder.encode_coded(bboxes[b,g], self.coder.code(anc)[a])).abs().sum()
         targ = torch.zeros_like(clas); targ[b,a,l] = 1.
         return bb/n_pos, bce_loss(clas[...,1:], targ[...,1:], self.gamma, self.alpha)/n_pos
 

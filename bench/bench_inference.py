@@ -121,15 +121,15 @@ def network(det, models:dict, im, reps:int)->dict:
     from ssd_nbs.inference import detections
     from ssd_nbs.predict import OnnxDetector, preprocess
     onx,i8 = OnnxDetector(models['onnx'], threads=1), OnnxDetector(models['int8'], threads=1)
-    x = det.batch([im])
+    x = torch.from_numpy(preprocess([im], det.size, onx.meta['mean'], onx.meta['std'])).contiguous(memory_format=torch.channels_last)
     xn = preprocess([im], onx.size, onx.meta['mean'], onx.meta['std'])
-    thr = det.settings()
+    post = det.post()
     def eager_net():
         with torch.no_grad(): return det.model(x)
     def eager():
-        with torch.no_grad(): return detections(det.model(x), det.loss_func, *thr)
+        with torch.no_grad(): return detections(det.model(x), det.anchors.boxes, post)
     fns = dict(eager_network=eager_net, eager=eager, onnx=lambda: onx.run(xn), int8=lambda: i8.run(xn),
-               eager_preprocess=lambda: det.batch([im]), onnx_preprocess=lambda: preprocess([im], onx.size, onx.meta['mean'], onx.meta['std']))
+               eager_preprocess=lambda: torch.from_numpy(preprocess([im], det.size, onx.meta['mean'], onx.meta['std'])), onnx_preprocess=lambda: preprocess([im], onx.size, onx.meta['mean'], onx.meta['std']))
     ts = time_round_robin(fns, reps, warmup=2)
     return {k: med(v)*1e3 for k,v in ts.items()}
 
@@ -161,7 +161,7 @@ def main():
     t0 = time.process_time(); fn = export_detector(det, tmp/'model.onnx'); t_exp = time.process_time() - t0
     t0 = time.process_time(); q8 = quantize_onnx(fn, tmp/'model_int8.onnx', ds.train[0][:32]); t_q = time.process_time() - t0
     models = dict(torch=src, onnx=fn, int8=q8)
-    print(f'model {src} ({det.cfg.arch}, {det.size} px, {len(det.loss_func.anchors)} anchors); export {t_exp:.1f} CPU s, '
+    print(f'model {src} ({det.cfg.arch}, {det.size} px, {len(det.anchors)} anchors); export {t_exp:.1f} CPU s, '
           f'int8 quantization (32 training images) {t_q:.1f} CPU s; ONNX {fn.stat().st_size/1e6:.1f} MB, int8 {q8.stat().st_size/1e6:.1f} MB\n', flush=True)
     valid = ds.valid if not args.quick else (ds.valid[0][:8], ds.valid[1][:8])
     one = tmp/'one.jpg'; one.write_bytes(Path(valid[0][0]).read_bytes())

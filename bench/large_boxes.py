@@ -32,7 +32,7 @@ from ssd_nbs.data import _background, _shape_mask, _colour, _tight_box
 from ssd_nbs.anchors import make_anchors, match_anchors, bbox_to_activ, activ_to_bbox
 from ssd_nbs.config import DATA
 from ssd_nbs.metrics import mean_ap
-from ssd_nbs.inference import detections
+from ssd_nbs.inference import detections, PostProcess
 from ssd_nbs.errors import tide_errors, delta_aps, KINDS
 from ssd_nbs.train import _learner, fit_run
 
@@ -111,7 +111,7 @@ def trained(learn, score_thresh:float=0.3)->dict:
         for xb,bb,lb in dl:
             bb,lb = bb.as_subclass(torch.Tensor), lb.as_subclass(torch.Tensor)
             out = learn.model(xb)
-            preds += detections(out, lf, 0.01, lf.nms_iou, lf.max_det)
+            preds += detections(out, lf.anchors, PostProcess.from_config(cfg, score_thresh=0.01))
             tgts += [(b[l > 0], l[l > 0]) for b,l in zip(bb, lb)]
             boxes,scores = lf.activation(out)                               # clamped to the image
             decoded.append(boxes)

@@ -11,7 +11,7 @@ from torch import Tensor
 from .core import *
 
 # %% auto #0
-__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'anchor_code', 'encode_boxes', 'greedy_match', 'match_anchors']
+__all__ = ['make_anchors', 'activ_to_bbox', 'bbox_to_activ', 'BoxCoder', 'greedy_match', 'match_anchors', 'Anchors']
 
 # %% ../nbs/course/04_anchors.ipynb #6
 def make_anchors(grids=(4,), # grid sizes, e.g. (4,2,1)
@@ -33,41 +33,51 @@ def make_anchors(grids=(4,), # grid sizes, e.g. (4,2,1)
     return torch.cat(res)
 
 # %% ../nbs/course/04_anchors.ipynb #13
-_SCALE = (0.1, 0.2)             # SSD's "variances": centre shift and log-size scale
 _MAX_LOG = math.log(1000/16)    # clamp on the log-size change, so exp never overflows
 
 def activ_to_bbox(act:Tensor, # (..., n_anchors, 4) activations
                   anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
+                  scale:tuple=(0.1, 0.2), # SSD's "variances": centre shift and log-size scale (the lesson's values)
                  )->Tensor: # (..., n_anchors, 4) boxes x1y1x2y2
     "Move and stretch each anchor by its activations"
     anc = xyxy2cthw(anchors)
-    ctr = anc[...,:2] + act[...,:2] * _SCALE[0] * anc[...,2:]
-    wh  = anc[...,2:] * torch.exp((act[...,2:] * _SCALE[1]).clamp(max=_MAX_LOG))
+    ctr = anc[...,:2] + act[...,:2] * scale[0] * anc[...,2:]
+    wh  = anc[...,2:] * torch.exp((act[...,2:] * scale[1]).clamp(max=_MAX_LOG))
     return cthw2xyxy(torch.cat([ctr, wh], -1))
 
 # %% ../nbs/course/04_anchors.ipynb #14
 def bbox_to_activ(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
                   anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
+                  scale:tuple=(0.1, 0.2), # centre shift and log-size scale, as for `activ_to_bbox`
                  )->Tensor: # (..., n_anchors, 4) activations
     "The activations that turn each anchor into `bbox` (inverse of `activ_to_bbox`)"
     b,anc = xyxy2cthw(bbox), xyxy2cthw(anchors)
-    ctr = (b[...,:2] - anc[...,:2]) / (_SCALE[0] * anc[...,2:])
-    wh  = torch.log(b[...,2:].clamp(min=1e-6) / anc[...,2:]) / _SCALE[1]
+    ctr = (b[...,:2] - anc[...,:2]) / (scale[0] * anc[...,2:])
+    wh  = torch.log(b[...,2:].clamp(min=1e-6) / anc[...,2:]) / scale[1]
     return torch.cat([ctr, wh], -1)
 
-def anchor_code(anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
-               )->Tensor: # (n_anchors, 8): centre, log-size, then the factors of the four differences
-    "What `bbox_to_activ` computes of each anchor, once: for a loss whose anchors never change"
-    anc = xyxy2cthw(anchors)
-    factor = torch.cat([1/(_SCALE[0]*anc[:,2:]), torch.full_like(anc[:,2:], 1/_SCALE[1])], -1)
-    return torch.cat([anc[:,:2], anc[:,2:].log(), factor], -1)
+# %% ../nbs/course/04_anchors.ipynb #5fe02a67
+class BoxCoder:
+    "Boxes <-> the activations that move and stretch their anchors, with SSD's two scales (centre shift, log-size)"
+    def __init__(self, scale:tuple=(0.1, 0.2)): self.scale = tuple(scale)   # SSD's, as the lesson's functions
+    def __repr__(self): return f'BoxCoder(scale={self.scale})'
+    def decode(self, act:Tensor, anchors:Tensor)->Tensor: return activ_to_bbox(act, anchors, self.scale)   # boxes
+    def encode(self, bbox:Tensor, anchors:Tensor)->Tensor: return bbox_to_activ(bbox, anchors, self.scale) # activations
 
-def encode_boxes(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
-                 code:Tensor, # (n_anchors, 8) `anchor_code` of their anchors
-                )->Tensor: # (..., n_anchors, 4) activations, as `bbox_to_activ`
-    "`bbox_to_activ` from the anchors' `anchor_code`: half the operations"
-    b = xyxy2cthw(bbox)
-    return (torch.cat([b[...,:2], b[...,2:].clamp(min=1e-6).log()], -1) - code[:,:4]) * code[:,4:]
+    def code(self, anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
+            )->Tensor: # (n_anchors, 8): centre, log-size, then the factors of the four differences
+        "What `encode` computes of each anchor, once: for a loss whose anchors never change"
+        anc = xyxy2cthw(anchors)
+        factor = torch.cat([1/(self.scale[0]*anc[:,2:]), torch.full_like(anc[:,2:], 1/self.scale[1])], -1)
+        return torch.cat([anc[:,:2], anc[:,2:].log(), factor], -1)
+
+    @staticmethod
+    def encode_coded(bbox:Tensor, # (..., n_anchors, 4) boxes x1y1x2y2
+                     code:Tensor, # (n_anchors, 8) `code` of their anchors
+                    )->Tensor: # (..., n_anchors, 4) activations, as `encode`
+        "`encode` from the anchors' `code`: half the operations"
+        b = xyxy2cthw(bbox)
+        return (torch.cat([b[...,:2], b[...,2:].clamp(min=1e-6).log()], -1) - code[:,:4]) * code[:,4:]
 
 # %% ../nbs/course/04_anchors.ipynb #24
 def greedy_match(gt, anchors, match_iou:float=0.5, valid=None):
@@ -115,19 +125,9 @@ _CHUNK = 2**18  # IoU entries computed at a time: small enough to stay in the CP
 _NO_GT = -1.    # the IoU of padding, and the best IoU of an anchor in an image without ground truth: below any real IoU
 _SERVED = -2.   # below `_NO_GT`: a ground truth that has its anchor, or an anchor already taken, in the greedy rounds
 
-def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2, zero-padded
-                  anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
-                  match_iou:float=0.5, # IoU from which an anchor is matched
-                  valid:Tensor|None=None, # (bs, n_gt) which gts are real; default: not all-zero
-                 )->Tensor: # (bs, n_anchors) or (n_anchors,) index of the matched gt, or -1
-    "`greedy_match`, fast: the IoUs of the real gts only, a chunk at a time, and the greedy rounds on their best anchors"
-    if gt.ndim == 2: return match_anchors(gt[None], anchors, match_iou, None if valid is None else valid[None])[0]
-    if valid is None: valid = (gt != 0).any(-1)                           # (bs, n_gt)
+def _best(gt, anchors, img, gti): # best IoU of each anchor (bs, n_anc); of each gt (bs, n_gt), and its anchor; `iou`
+    "The IoUs of the real gts (image `img`, index `gti`), a chunk at a time, reduced to what rules 1 and 2 need"
     bs,n_gt,n_anc = gt.shape[0], gt.shape[1], anchors.shape[0]
-    match = torch.full((bs,n_anc), -1, dtype=torch.long, device=gt.device)
-    img,gti = valid.nonzero(as_tuple=True)                                # (n_real,) image and index of each real gt
-    if len(img) == 0: return match                                        # no gt, or only padding
-    # the IoUs of the real gts, a few at a time: each anchor's best IoU in its image (rule 1), each gt's best anchor (rule 2)
     anc_iou = gt.new_full((bs,n_anc), _NO_GT)                             # (bs, n_anc) best IoU of each anchor
     gt_iou = gt.new_full((bs,n_gt), _SERVED)                              # (bs, n_gt) IoU of each waiting gt's best free anchor
     gt_anc = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)    # (bs, n_gt) that anchor
@@ -137,31 +137,76 @@ def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2
         iou = _iou(gt[b,g], anchors)                                      # (c, n_anc)
         anc_iou.scatter_reduce_(0, b[:,None].expand(-1,n_anc), iou, 'amax')   # the max over the gts of each image
         gt_iou[b,g],gt_anc[b,g] = _max_last(iou)
-    kept = len(img) <= step                                               # `iou` has the rows of every real gt: keep it
-    if kept:
-        row_of = torch.zeros(bs, n_gt, dtype=torch.long, device=gt.device)  # (bs, n_gt) -> row of `iou` (padding: 0)
-        row_of[img,gti] = torch.arange(len(img), device=gt.device)
-        start,flat = row_of*n_anc, iou.view(-1)                           # where each row starts in the flat `iou`
-    # rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)
+    return anc_iou, gt_iou, gt_anc, (iou if len(img) <= step else None)  # `iou`: the rows of every real gt, if one chunk
+
+class _Ious:
+    "The IoUs the rules ask for: read from `iou` when it holds the rows of every real gt, else computed again"
+    def __init__(self, gt, anchors, img, gti, iou):
+        self.gt,self.anchors,self.iou = gt,anchors,iou
+        if iou is None: return
+        self.row_of = torch.zeros(gt.shape[:2], dtype=torch.long, device=gt.device)   # (bs, n_gt) -> row of `iou`
+        self.row_of[img,gti] = torch.arange(len(img), device=gt.device)               # (padding: 0)
+        self.start,self.flat = self.row_of*len(anchors), iou.view(-1)    # where each row starts in the flat `iou`
+    def of_anchors(self, c, a): # (k, n_gt) IoU of anchor `a` of image `c` with each gt of that image
+        if self.iou is None: return _iou(self.gt[c], self.anchors[a,None])[...,0]
+        return self.flat.take(self.start[c] + a[:,None])
+    def of_best(self, gt_anc): # (bs, n_gt, n_gt) IoU of gt i with the anchor `gt_anc` of gt j
+        if self.iou is None: return _iou(self.gt, self.anchors[gt_anc])
+        return self.flat.take(self.start[...,None] + gt_anc[:,None])
+    def of_gts(self, b, g): # (k, n_anc) IoU of gt `g` of image `b` with every anchor
+        return _iou(self.gt[b,g,None], self.anchors)[:,0] if self.iou is None else self.iou[self.row_of[b,g]]
+
+# %% ../nbs/course/04_anchors.ipynb #6e2c0a08
+def _rule1(match, anc_iou, ious:_Ious, valid, match_iou): # fills `match` (bs, n_anc)
+    "Rule 1: an anchor over the threshold gets the gt of its image that it overlaps most (the first one on ties)"
     c,a = (anc_iou >= match_iou).nonzero(as_tuple=True)
-    step1 = max(1, _CHUNK // n_gt)
-    for i in range(0, len(c), step1):
-        ci,ai = c[i:i+step1], a[i:i+step1]
-        ov = flat.take(start[ci] + ai[:,None]) if kept else _iou(gt[ci], anchors[ai,None])[...,0]   # (k, n_gt) its IoUs
-        match[ci,ai] = ov.masked_fill_(~valid[ci], _NO_GT).max(1).indices                     # with the gts
-    # rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more
-    taken = torch.zeros(bs, n_anc, dtype=torch.bool, device=gt.device)
-    rows = torch.arange(n_gt, device=gt.device)
+    step = max(1, _CHUNK // valid.shape[1])
+    for i in range(0, len(c), step):
+        ci,ai = c[i:i+step], a[i:i+step]
+        match[ci,ai] = ious.of_anchors(ci, ai).masked_fill_(~valid[ci], _NO_GT).max(1).indices   # (k, n_gt) -> (k,)
+
+def _rule2(match, gt_iou, gt_anc, ious:_Ious)->Tensor: # `match` (bs, n_anc), every real gt with an anchor
+    "Rule 2, greedy, in rounds: a gt takes its best free anchor if no other waiting gt wants that anchor more"
+    taken = torch.zeros_like(match, dtype=torch.bool)
+    rows = torch.arange(gt_iou.shape[1], device=match.device)
     while True:
         wait = gt_iou > _NO_GT                                            # (bs, n_gt) real gts without their anchor yet
         if not wait.any(): return match
-        col = flat.take(start[...,None] + gt_anc[:,None]) if kept else _iou(gt, anchors[gt_anc])   # (bs, n_gt, n_gt):
-        col.masked_fill_(~wait[...,None], _SERVED)                        # IoU of gt i with gt j's best anchor, if i waits
+        col = ious.of_best(gt_anc).masked_fill_(~wait[...,None], _SERVED)  # (bs, n_gt, n_gt), if gt i waits
         b,g = (wait & (col.max(1).indices == rows)).nonzero(as_tuple=True)  # gt j is the one that wants its anchor most
         a = gt_anc[b,g]
         match[b,a] = g; taken[b,a] = True; gt_iou[b,g] = _SERVED
         b,g = ((gt_iou > _NO_GT) & taken.gather(1, gt_anc)).nonzero(as_tuple=True)  # waiting gts whose anchor was taken
-        if len(b):
-            row = iou[row_of[b,g]] if kept else _iou(gt[b,g,None], anchors)[:,0]   # (k, n_anc) their IoUs
-            gt_iou[b,g],gt_anc[b,g] = row.masked_fill_(taken[b], _SERVED).max(-1)  # their next best free anchor
+        if len(b): gt_iou[b,g],gt_anc[b,g] = ious.of_gts(b, g).masked_fill_(taken[b], _SERVED).max(-1)  # next best free
 
+def match_anchors(gt:Tensor, # (bs, n_gt, 4) or (n_gt, 4) ground truths x1y1x2y2, zero-padded
+                  anchors:Tensor, # (n_anchors, 4) anchors x1y1x2y2
+                  match_iou:float=0.5, # IoU from which an anchor is matched (the lesson's value)
+                  valid:Tensor|None=None, # (bs, n_gt) which gts are real; default: not all-zero
+                 )->Tensor: # (bs, n_anchors) or (n_anchors,) index of the matched gt, or -1
+    "`greedy_match`, fast: the IoUs of the real gts only, a chunk at a time, and the greedy rounds on their best anchors"
+    if gt.ndim == 2: return match_anchors(gt[None], anchors, match_iou, None if valid is None else valid[None])[0]
+    if valid is None: valid = (gt != 0).any(-1)                           # (bs, n_gt)
+    match = torch.full((gt.shape[0], anchors.shape[0]), -1, dtype=torch.long, device=gt.device)
+    img,gti = valid.nonzero(as_tuple=True)                                # (n_real,) image and index of each real gt
+    if len(img) == 0: return match                                        # no gt, or only padding
+    anc_iou,gt_iou,gt_anc,iou = _best(gt, anchors, img, gti)
+    ious = _Ious(gt, anchors, img, gti, iou)
+    _rule1(match, anc_iou, ious, valid, match_iou)
+    return _rule2(match, gt_iou, gt_anc, ious)
+
+# %% ../nbs/course/04_anchors.ipynb #8a16c196
+class Anchors:
+    "The anchor boxes of `grids`, `zooms` and `ratios` (`make_anchors`), and the matching of ground truths to them"
+    def __init__(self, grids:tuple, zooms:tuple, ratios:tuple, # as `make_anchors` takes them
+                 match_iou:float): # IoU from which an anchor is matched
+        self.grids,self.zooms,self.ratios,self.match_iou = tuple(grids),zooms,ratios,match_iou
+        self.boxes = make_anchors(self.grids, zooms, ratios)              # (n_anchors, 4) x1y1x2y2 in [-1,1]
+    @classmethod
+    def from_config(cls, cfg, grids=None): # `cfg`: an `SSDConfig`; `grids`: the model's, where `cfg.grids` is None
+        return cls(cfg.grids or grids, cfg.zooms, cfg.ratios, cfg.match_iou)
+    def __len__(self): return len(self.boxes)
+    def __repr__(self): return f'Anchors(grids={self.grids}, {len(self)} boxes, match_iou={self.match_iou})'
+    def match(self, gt:Tensor, valid:Tensor|None=None)->Tensor: # (bs, n_anchors) or (n_anchors,) matched gt, or -1
+        "`match_anchors` of the ground truths `gt` (zero-padded) with these anchors"
+        return match_anchors(gt, self.boxes.to(gt.device), self.match_iou, valid)

@@ -128,7 +128,7 @@ def build_ssd(cfg:SSDConfig, # the settings
                      fine_ks=cfg.fine_ks)                                  # grids None: from the body's feature map
     grids = model.head.grids
     loss = SSDLoss(make_anchors(grids, cfg.zooms, cfg.ratios), cfg.match_iou, cfg.gamma, cfg.alpha, cfg.bbox_weight,
-                   cfg.clas_weight, cfg.score_thresh, cfg.nms_iou, cfg.max_det)
+                   cfg.clas_weight)
     model.cfg = replace(cfg, grids=grids, pretrained=body.pretrained)
     return model, loss
 

@@ -14,8 +14,10 @@ from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
 from .core import CLIError, atomic_path, first_line
-from .anchors import activ_to_bbox
-from .detector import Detector, STATS
+from .body import IMAGENET_STATS
+from .loss import ssd_activation
+from .inference import PostProcess, group_rank
+from .detector import Detector
 from .predict import EXPORT_FORMAT, _JSON, NeedsExtra, _need, OnnxDetector, preprocess, read_image
 
 # %% auto #0
@@ -34,8 +36,7 @@ class NMSOp(torch.autograd.Function):
         b,cl,i = torch.nonzero(scores > thresh, as_tuple=True)               # (m,) each: the candidates
         keep = batched_nms(boxes[b,i], scores[b,cl,i], b*c + cl, iou)        # (k,) by score
         keep = keep[torch.argsort(b[keep]*c + cl[keep], stable=True)]        # by image and class, then score
-        g = b[keep]*c + cl[keep]
-        keep = keep[torch.arange(len(g)) - torch.searchsorted(g, g) < max_out]   # the best `max_out` of each group
+        keep = keep[group_rank(b[keep]*c + cl[keep]) < max_out]            # the best `max_out` of each group
         return torch.stack([b[keep], cl[keep], i[keep]], 1)
     @staticmethod
     def symbolic(g, boxes, scores, max_out, iou, thresh):
@@ -48,32 +49,31 @@ class SSDExport(nn.Module):
     "An `SSDModel` with its decoding and NMS: normalised images -> `max_det` boxes, scores and labels per image"
     def __init__(self, model:nn.Module, # an `SSDModel`
                  anchors:Tensor, # (a, 4) its anchors, x1y1x2y2 in [-1,1]
-                 score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100):
+                 post:PostProcess): # what is kept, and the box coder
         super().__init__()
-        if not 0 <= score_thresh < 1: raise ValueError(f'score_thresh={score_thresh}: must be in [0, 1)')
-        self.model,self.score_thresh,self.nms_iou,self.max_det = model.eval(),score_thresh,nms_iou,max_det
+        self.model,self.post = model.eval(),post
         self.register_buffer('anchors', anchors.detach().float().clone())
         self.eval()                      # (`torch.onnx.export` puts the module back in the mode it found it in)
 
 # %% ../nbs/library/29_deploy.ipynb #13
 @patch
 def decode(self:SSDExport, images:Tensor): # (n, 3, size, size) -> boxes (n, a, 4) in [-1,1], scores (n, a, c)
-    box_act,clas = self.model(images)                                        # (n, a, 4), (n, a, c+1)
-    return activ_to_bbox(box_act, self.anchors).clamp(-1, 1), clas[...,1:].sigmoid()   # as `SSDLoss.activation`
+    return ssd_activation(self.model(images), self.anchors, self.post.coder)   # as `SSDLoss.activation`
 
 @patch
 def forward(self:SSDExport, images:Tensor): # boxes (n, max_det, 4) in [0,1], scores, labels (n, max_det), num_dets (n,)
     boxes,scores = self.decode(images)
     n,a,c = scores.shape
-    sel = NMSOp.apply(boxes, scores.transpose(1,2), self.max_det, self.nms_iou, self.score_thresh)   # (k, 3)
+    thresh,iou,max_det = self.post.settings
+    sel = NMSOp.apply(boxes, scores.transpose(1,2), max_det, iou, thresh)   # (k, 3)
     flat = (sel[:,0]*a + sel[:,2])*c + sel[:,1]                              # (k,) index into (n, a, c)
     kept = torch.zeros_like(scores).view(-1).scatter(0, flat, torch.ones_like(flat, dtype=scores.dtype))
     s = torch.where(kept.view(n, a*c) > 0, scores.view(n, a*c), -1.)        # (n, a*c)
-    top,idx = s.topk(min(self.max_det, a*c), 1)                              # (n, k) best first
+    top,idx = s.topk(min(max_det, a*c), 1)                              # (n, k) best first
     ok = top >= 0
     bx = boxes.gather(1, (idx // c)[...,None].expand(-1,-1,4))               # (n, k, 4)
     res = (torch.where(ok[...,None], (bx+1)/2, 0.), torch.where(ok, top, 0.), torch.where(ok, idx % c + 1, 0))
-    p = self.max_det - idx.shape[1]                                          # fewer pairs than `max_det`: pad
+    p = max_det - idx.shape[1]                                          # fewer pairs than `max_det`: pad
     if p > 0: res = (F.pad(res[0], (0,0,0,p)), F.pad(res[1], (0,p)), F.pad(res[2], (0,p)))
     return (*res, ok.sum(1))
 
@@ -85,11 +85,11 @@ def _version(mod:str):
     except ImportError: return None
 
 # %% ../nbs/library/29_deploy.ipynb #18
-def onnx_metadata(vocab:list, size:int, score_thresh:float, nms_iou:float, max_det:int, opset:int,
-                  stats=STATS)->dict: # str -> str, for the file's `metadata_props`
+def onnx_metadata(vocab:list, size:int, post:PostProcess, opset:int,
+                  stats=IMAGENET_STATS)->dict: # str -> str, for the file's `metadata_props`
     "What a reader of the exported file needs: classes, input, normalisation, decoding, versions"
     d = dict(format=EXPORT_FORMAT, classes=[str(o) for o in vocab], size=size, mean=list(stats[0]), std=list(stats[1]),
-             score_thresh=score_thresh, nms_iou=nms_iou, max_det=max_det, opset=opset, onnx=_version('onnx'),
+             **dict(zip(('score_thresh', 'nms_iou', 'max_det'), post.settings)), opset=opset, onnx=_version('onnx'),
              onnxruntime=_version('onnxruntime'), torch=torch.__version__,
              inputs='images: (N, 3, size, size) float32, RGB resized to size x size, /255, then (x - mean) / std',
              outputs='boxes (N, max_det, 4) x1,y1,x2,y2 as fractions of width and height; scores (N, max_det); '
@@ -138,14 +138,15 @@ def _prune(g): # remove the nodes whose outputs nothing reads (the shape arithme
 _OUT = ('boxes', 'scores', 'labels', 'num_dets')
 
 def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input size)
-                anchors:Tensor, # (a, 4) its anchors, e.g. `SSDLoss.anchors`
+                anchors:Tensor, # (a, 4) its anchors, e.g. `Detector.anchors.boxes`
                 vocab:list, # class names, `#na#` (background) first
                 dest, # the .onnx file to write
-                score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, # decoding, as `decode_preds`
+                post:PostProcess|None=None, # what is kept; default: that of the model's config
                 opset:int=OPSET)->Path:
     "Write `model` with its decoding and NMS as one ONNX file with a dynamic batch size, checked by `onnx.checker`"
     onnx,was = _need('onnx'),model.training
-    ex,dest = SSDExport(model, anchors, score_thresh, nms_iou, max_det), Path(dest)
+    post = post or PostProcess.from_config(model.cfg)
+    ex,dest = SSDExport(model, anchors, post), Path(dest)
     x = torch.zeros(2, 3, model.size, model.size)
     with atomic_path(dest) as t:
         with warnings.catch_warnings():
@@ -154,8 +155,8 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
                               output_names=list(_OUT), dynamic_axes={k: {0: 'N'} for k in ('images', *_OUT)})
         m = onnx.load(t)
         fold_pads(m, model.size)
-        for o in m.graph.output[:3]: o.type.tensor_type.shape.dim[1].dim_value = max_det   # not a traced name
-        for k,v in onnx_metadata(vocab, model.size, score_thresh, nms_iou, max_det, opset).items():
+        for o in m.graph.output[:3]: o.type.tensor_type.shape.dim[1].dim_value = post.max_det   # not a traced name
+        for k,v in onnx_metadata(vocab, model.size, post, opset).items():
             m.metadata_props.add(key=k, value=v)
         onnx.checker.check_model(m, full_check=True)
         onnx.save(m, t)
@@ -168,7 +169,7 @@ def export_detector(det:Detector, # e.g. `load_detector('ssd_run/model.safetenso
                     score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # default: the config's
                     opset:int=OPSET)->Path:
     "Export `det` as one ONNX file, with the decoding settings of its config unless given"
-    return export_onnx(det.model, det.loss_func.anchors, det.vocab, dest, *det.settings(score_thresh, nms_iou, max_det), opset)
+    return export_onnx(det.model, det.anchors.boxes, det.vocab, dest, det.post(score_thresh, nms_iou, max_det), opset)
 
 # %% ../nbs/library/29_deploy.ipynb #07fc72de
 class _Images:

@@ -6,19 +6,17 @@
 from __future__ import annotations
 import json, os, pickle, re, warnings
 from pathlib import Path
-import numpy as np
 import torch
-from torch import nn, Tensor
-from PIL import Image
+from torch import nn
 from safetensors.torch import save_file, load_file, safe_open
 from fastcore.basics import patch
 from .core import *
+from .anchors import Anchors
 from .config import SSDConfig, build_ssd
-from .loss import SSDLoss
-from .inference import detections
+from .inference import PostProcess, detect_images
 
 # %% auto #0
-__all__ = ['FORMAT', 'STATS', 'save_detector', 'Detector', 'build_detector', 'load_detector']
+__all__ = ['FORMAT', 'save_detector', 'Detector', 'build_detector', 'load_detector']
 
 # %% ../nbs/library/26_detector.ipynb #12543906
 FORMAT = 'ssd_nbs.detector/2'    # the `format` entry of a model file; changed if its layout ever changes
@@ -35,20 +33,22 @@ def save_detector(model:nn.Module, # an `SSDModel` from `build_ssd` (or `ssd_lea
 
 # %% ../nbs/library/26_detector.ipynb #112446f6
 class Detector:
-    "A trained SSD, ready to detect: network (with its `cfg`), `SSDLoss` (anchors, decoding) and class names"
-    def __init__(self, model:nn.Module, loss_func:SSDLoss, vocab:list):
-        self.model,self.loss_func,self.vocab = model.eval(),loss_func,[str(o) for o in vocab]
+    "A trained SSD, ready to detect: network (with its `cfg`), `Anchors` and class names"
+    def __init__(self, model:nn.Module, # an `SSDModel`, with its `cfg`
+                 vocab:list): # class names, `#na#` first
+        self.model,self.vocab = model.eval(),[str(o) for o in vocab]
+        self.anchors = Anchors.from_config(model.cfg)
     @property
     def size(self): return self.model.size
     @property
     def cfg(self)->SSDConfig: return self.model.cfg
     @classmethod
-    def from_learner(cls, learn): return cls(learn.model, learn.loss_func, learn.dls.vocab)
+    def from_learner(cls, learn): return cls(learn.model, learn.dls.vocab)
     def save(self, dest): save_detector(self.model, self.vocab, dest)
 
 def build_detector(cfg:SSDConfig, vocab:list)->Detector:
     "A `Detector` with random weights for `cfg` and the classes `vocab` (no pretrained body: the weights come later)"
-    return Detector(*build_ssd(cfg.__class__(**{**cfg.to_dict(), 'pretrained': False}), len(vocab)-1), vocab)
+    return Detector(build_ssd(cfg.__class__(**{**cfg.to_dict(), 'pretrained': False}), len(vocab)-1)[0], vocab)
 
 # %% ../nbs/library/26_detector.ipynb #dc8378be
 def _v1_config(spec:dict)->SSDConfig: # the config of a `model.pkl` of ssd_nbs 0.1 (its `spec`)
@@ -94,23 +94,15 @@ def load_detector(fname)->Detector:
     return det
 
 # %% ../nbs/library/26_detector.ipynb #d309a947
-STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # ImageNet's mean and std per channel, fastai's `imagenet_stats`
-_MEAN,_STD = (torch.tensor(o)[:,None,None] for o in STATS)  # (3, 1, 1) each
-
 @patch
-def batch(self:Detector, ims:list)->Tensor: # (n, 3, size, size)
-    "PIL images -> a normalised batch, as `ssd_dls` makes them"
-    sz = (self.size, self.size)
-    rgb = [np.array(im.convert('RGB').resize(sz, Image.BILINEAR)) for im in ims]    # (size, size, 3) uint8 each
-    x = torch.from_numpy(np.stack(rgb)).permute(0,3,1,2)                            # (n, 3, size, size)
-    return (x.float()/255 - _MEAN) / _STD
+def post(self:Detector, score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None)->PostProcess:
+    "The `PostProcess` of the config, with the settings given in place of its own"
+    return PostProcess.from_config(self.cfg, score_thresh, nms_iou, max_det)
 
 @patch
 def settings(self:Detector, score_thresh=None, nms_iou=None, max_det=None)->tuple: # (score_thresh, nms_iou, max_det)
     "The decoding settings given, the config's for those that are None"
-    c = self.cfg
-    return (c.score_thresh if score_thresh is None else score_thresh, c.nms_iou if nms_iou is None else nms_iou,
-            c.max_det if max_det is None else max_det)
+    return self.post(score_thresh, nms_iou, max_det).settings
 
 @patch
 def __call__(self:Detector, ims:list, # PIL images
@@ -119,9 +111,5 @@ def __call__(self:Detector, ims:list, # PIL images
              sizes:list|None=None, # (width, height) to give each image's boxes in pixels of; default: the image's
             )->list:
     "One dict per image of `ims`: boxes (n, 4) in pixels of the image, label names, scores"
-    thr,res,sizes = self.settings(score_thresh, nms_iou, max_det), [], sizes or [im.size for im in ims]
-    for i in range(0, len(ims), bs):
-        with torch.no_grad(): out = self.model(self.batch(ims[i:i+bs]))
-        res += [dict(boxes=b, labels=[self.vocab[int(o)] for o in l], scores=s)
-                for b,l,s in detections(out, self.loss_func, *thr, sizes=sizes[i:i+bs])]
-    return res
+    post = self.post(score_thresh, nms_iou, max_det)
+    with torch.no_grad(): return detect_images(self.model, self.anchors.boxes, post, self.vocab, ims, sizes, bs)

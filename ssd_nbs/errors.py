@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from .core import *
-from .anchors import match_anchors
+from .anchors import Anchors
+from .inference import group_rank
 from .metrics import mean_ap, _flatten
 
 # %% auto #0
@@ -28,7 +29,7 @@ def _by_image(img:Tensor, # (n,) image of each row, sorted
               n_img:int, *xs:Tensor, # (n, ...) rows
              ): # (n_img, k) valid mask, then each `x` as (n_img, k, ...), zero-padded (k >= 1)
     "Rows sorted by image -> one padded row per image"
-    rank = torch.arange(len(img)) - torch.searchsorted(img, img)                # (n,) place in its image
+    rank = group_rank(img)                                                       # (n,) place in its image
     k = max(int(rank.max())+1 if len(img) else 0, 1)
     valid = torch.zeros(n_img, k, dtype=torch.bool); valid[img,rank] = True
     res = [valid]
@@ -63,7 +64,7 @@ def _order(di, dc, ds, max_det): # detections by image, best score first, at mos
     if max_det is None or not len(o): return o
     key = di[o] * (int(dc.max())+1) + dc[o]                                      # (n,) image and class
     k = torch.argsort(key, stable=True)                                          # by image and class, best first
-    r = torch.empty_like(k); r[k] = torch.arange(len(k)) - torch.searchsorted(key[k], key[k])
+    r = torch.empty_like(k); r[k] = group_rank(key[k])
     return o[r < max_det]
 
 # %% ../nbs/course/12_errors.ipynb #18
@@ -185,20 +186,19 @@ def errors_by_size(errs:dict, # from `tide_errors`
 
 # %% ../nbs/course/12_errors.ipynb #42
 def anchor_stats(gts:list, # one (m, 4) tensor of true boxes in [-1,1] per image
-                 anchors:Tensor, # (n_anchors, 4) from `make_anchors(grids, zooms, ratios)`
-                 grids, # the grid sizes of `anchors`, in order
-                 match_iou:float=0.5, # the loss's matching IoU
+                 anchors:Anchors, # the model's anchors: their boxes, grids and matching IoU
                  labels:list|None=None, # one (m,) array of labels per image: best grids and objects not reached, by class
                 )->dict: # per grid: objects whose best anchor it holds, anchors matched; objects no anchor reaches
     "Which grid's anchors fit each object best, and which grids the loss's matching uses"
+    grids,match_iou = anchors.grids,anchors.match_iou
     k = len(anchors) // sum(g*g for g in grids)                                  # anchors per cell
     grid_of = torch.arange(len(grids)).repeat_interleave(torch.tensor([g*g*k for g in grids]))   # (n_anc,)
     gb = torch.cat([torch.as_tensor(b, dtype=torch.float32).view(-1,4) for b in gts]) if gts else torch.zeros(0,4)
     gi = torch.arange(len(gts)).repeat_interleave(torch.tensor([len(b) for b in gts], dtype=torch.long))
     gv,gp = _by_image(gi, len(gts), gb)                                          # (n, M), (n, M, 4)
-    anc = anchors.float()
+    anc = anchors.boxes.float()
     best,ba = box_iou(gp, anc).max(-1)                                           # (n, M) best IoU, its anchor
-    m = match_anchors(gp, anc, match_iou, valid=gv)                               # (n, n_anc) object or -1
+    m = anchors.match(gp, valid=gv)                                              # (n, n_anc) object or -1
     b,a = (m >= 0).nonzero(as_tuple=True)
     by = torch.zeros(*gv.shape, len(grids), dtype=torch.bool); by[b, m[b,a], grid_of[a]] = True   # (n, M, n_grids)
     best,bg,by = best[gv], grid_of[ba][gv], by[gv]                               # (n_gt,), (n_gt,), (n_gt, n_grids)

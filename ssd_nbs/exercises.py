@@ -238,7 +238,7 @@ def check_nms_kept(answer:dict|None)->Verdict: # NMS IoU -> boxes of `nms_exampl
     from ssd_nbs.inference import decode_preds
     if answer is None or None in dict(answer).values(): return NOT_YET
     b,s = nms_example()
-    want = {t: int((decode_preds(b[None], s[None,:,None], 0.1, t, 10)[2] > 0).sum()) for t in answer}
+    want = {t: int((decode_preds(b[None], s[None,:,None], 0.1, t, 10)[1] > 0).sum()) for t in answer}
     return _say({t: int(v) for t,v in answer.items()} == want, f'not {dict(answer)}: it keeps {want}')
 
 def check_to_pixels(f)->Verdict: # f(boxes (n,4) in [-1,1], w, h) -> (n,4) in pixels, inside the image

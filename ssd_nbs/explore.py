@@ -13,7 +13,7 @@ from torch import Tensor
 import matplotlib.pyplot as plt
 from .core import *
 from .anchors import make_anchors, greedy_match, activ_to_bbox, _MAX_LOG
-from .inference import detections, show_preds, to_pixels
+from .inference import PostProcess, detections, show_preds, to_pixels
 from .metrics import match_dets
 
 # %% auto #0
@@ -157,7 +157,7 @@ def detection_counts(raw:RawDetections, score_thresh:float=0.3, nms_iou:float=0.
                      iou_thresh:float=0.5, # IoU from which a detection finds an object of its class
                     )->dict: # kept detections, and counts, precision and recall
     "`detections` of one image at these settings, and its precision and recall at `iou_thresh`"
-    b,l,s = detections(raw.preds, raw.loss_func, score_thresh, nms_iou, max_det)[0]   # best score first, in [-1,1]
+    b,l,s = detections(raw.preds, raw.loss_func.anchors, PostProcess(score_thresh, nms_iou, max_det))[0]   # best score first, in [-1,1]
     iou = box_iou(b, raw.boxes.to(b.dtype))                                   # (n_det, n_gt)
     iou = torch.where(l[:,None] == raw.labels[None], iou, -1.)                # another class never matches
     tp = match_dets(iou[None], [iou_thresh])[0,0]                             # (n_det,) true positives

@@ -10,39 +10,65 @@ import torch
 from torch import Tensor
 from PIL import Image
 from torchvision.ops import batched_nms
-from fastcore.basics import patch, noop
 import matplotlib.figure, matplotlib.patches
 from .core import *
 from .core import _COLORS
-from .loss import SSDLoss
+from .anchors import BoxCoder
+from .body import IMAGENET_STATS
+from .loss import ssd_activation
+from .predict import preprocess
 
 # %% auto #0
-__all__ = ['decode_preds', 'to_pixels', 'detections', 'predict_many', 'predict', 'show_preds', 'show_detections']
+__all__ = ['MAP_SCORE', 'group_rank', 'decode_preds', 'PostProcess', 'to_pixels', 'detections', 'detect_images', 'predict_many',
+           'predict', 'show_preds', 'show_detections']
 
 # %% ../nbs/course/09_inference.ipynb #e75c7410
+def group_rank(keys:Tensor, # (n,) group of each item, sorted: equal keys together
+              )->Tensor: # (n,) place of each item in its group: 0, 1, 2, ...
+    "The place of each item among the items of its group, in order (e.g. of a box among its image's, best first)"
+    return torch.arange(len(keys), device=keys.device) - torch.searchsorted(keys, keys)
+
 def decode_preds(boxes:Tensor, # (bs, n_anchors, 4) boxes x1y1x2y2
                  scores:Tensor, # (bs, n_anchors, n_classes) probabilities, no background
-                 score_thresh:float=0.3, # keep scores above this
-                 nms_iou:float=0.5, # suppress boxes of the same class that overlap a better one by more than this
-                 max_det:int=100, # keep the best `max_det` of each image
-                ): # boxes (bs, max_det, 4), scores (bs, max_det), labels (bs, max_det), label 0 = none
+                 score_thresh:float, # keep scores above this
+                 nms_iou:float, # suppress boxes of the same class that overlap a better one by more than this
+                 max_det:int, # keep the best `max_det` of each image
+                ): # boxes (bs, max_det, 4), labels (bs, max_det), scores (bs, max_det); label 0 = none
     "Keep scores above `score_thresh`, suppress duplicates per class and image, keep the best `max_det` per image"
     bs,n_anc,n_cls = scores.shape
     b,a,c = torch.nonzero(scores > score_thresh, as_tuple=True)                 # candidates
     s,bx = scores[b,a,c], boxes[b,a]                                      # (n,), (n, 4)
     keep = batched_nms(bx.float(), s.float(), b*n_cls + c, nms_iou)           # sorted by score
     keep = keep[torch.argsort(b[keep], stable=True)]                      # grouped by image, by score
-    kb = b[keep]
-    rank = torch.arange(len(keep), device=boxes.device) - torch.searchsorted(kb, kb)  # rank in its image
-    keep,kb,rank = keep[rank < max_det], kb[rank < max_det], rank[rank < max_det]
+    rank = group_rank(b[keep])                                            # place in its image
+    keep,rank = keep[rank < max_det], rank[rank < max_det]
     out_b = boxes.new_zeros(bs, max_det, 4); out_s = scores.new_zeros(bs, max_det)
     out_l = torch.zeros(bs, max_det, dtype=torch.long, device=boxes.device)
+    kb = b[keep]
     out_b[kb,rank],out_s[kb,rank],out_l[kb,rank] = bx[keep],s[keep],c[keep]+1
-    return out_b, out_s, out_l
+    return out_b, out_l, out_s
 
-@patch
-def decodes(self:SSDLoss, out): # boxes, scores, labels: (bs, max_det, ...), label 0 = none; fastai's `get_preds(with_decoded=True)`
-    return decode_preds(*out, self.score_thresh, self.nms_iou, self.max_det)
+# %% ../nbs/course/09_inference.ipynb #03f49eed
+MAP_SCORE = 0.05  # the score above which detections count for mAP and the error report: low, so the whole curve is seen
+
+class PostProcess:
+    "What a detector keeps of its scores: those above `score_thresh`, after NMS at `nms_iou`, the best `max_det` per image"
+    def __init__(self, score_thresh:float, nms_iou:float, max_det:int, # as `decode_preds` takes them
+                 coder:BoxCoder|None=None): # how the box activations were encoded (default: SSD's scales)
+        if not 0 <= score_thresh < 1: raise ValueError(f'score_thresh={score_thresh}: must be in [0, 1)')
+        self.score_thresh,self.nms_iou,self.max_det = score_thresh,nms_iou,int(max_det)
+        self.coder = coder or BoxCoder()
+    @classmethod
+    def from_config(cls, cfg, score_thresh=None, nms_iou=None, max_det=None): # `cfg`: an `SSDConfig`; None: its value
+        "The post-processing of `cfg`, with the settings given in place of its own"
+        given,own = (score_thresh, nms_iou, max_det), (cfg.score_thresh, cfg.nms_iou, cfg.max_det)
+        return cls(*(o if v is None else v for v,o in zip(given, own)))
+    @classmethod
+    def for_map(cls, cfg): return cls.from_config(cfg, score_thresh=MAP_SCORE)   # what mAP and the error report count
+    @property
+    def settings(self)->tuple: return self.score_thresh, self.nms_iou, self.max_det
+    def __repr__(self): return f'PostProcess(score_thresh={self.score_thresh}, nms_iou={self.nms_iou}, max_det={self.max_det})'
+    def __call__(self, boxes:Tensor, scores:Tensor): return decode_preds(boxes, scores, *self.settings)  # boxes, labels, scores
 
 # %% ../nbs/course/09_inference.ipynb #798110df
 def to_pixels(boxes:Tensor, # (n, 4) boxes in [-1,1]
@@ -53,46 +79,54 @@ def to_pixels(boxes:Tensor, # (n, 4) boxes in [-1,1]
     return torch.minimum(((boxes+1)/2*wh).clamp(min=0), wh)
 
 def detections(preds, # the model's output: box activations (bs, n_anc, 4), class scores (bs, n_anc, n_classes+1)
-               loss_func:SSDLoss, # whose anchors decode the activations
-               score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, # as for `decode_preds`
+               anchors:Tensor, # (n_anc, 4) the anchors the activations move and stretch
+               post:PostProcess, # what is kept
                sizes:list|None=None, # (w, h) of each image: boxes in its pixels; None: boxes in [-1,1]
               )->list: # one (boxes (n, 4), labels (n,), scores (n,)) per image, best score first
     "Decode, keep the confident, suppress duplicates, and drop the padding: the detections of each image of a batch"
-    out = decode_preds(*loss_func.activation(preds), score_thresh, nms_iou, max_det)   # (bs, max_det, ...) each
+    out = post(*ssd_activation(preds, anchors, post.coder))               # (bs, max_det, ...) each
     res = []
-    for i,(b,s,l) in enumerate(zip(*(plain(o).detach().cpu() for o in out))):
+    for i,(b,l,s) in enumerate(zip(*(plain(o).detach().cpu() for o in out))):
         keep = l > 0
         res.append((b[keep] if sizes is None else to_pixels(b[keep], *sizes[i]), l[keep], s[keep]))
     return res
 
 # %% ../nbs/course/09_inference.ipynb #14
-def _load(img):
-    "A `PILImage` from a path, PIL image or array, with a clear error for a file that is not an image"
-    from fastai.vision.core import PILImage                               # fastai's, for `test_dl`: the learner's side
-    if isinstance(img, (str, Path)):
-        try: return PILImage.create(img)
-        except Exception as e: raise ValueError(f'{img}: not a readable image ({type(e).__name__}: {e})') from None
-    return PILImage.create(img)
+def _load(img)->Image.Image:
+    "An RGB PIL image from a path, PIL image or array, with a clear error for a file that is not an image"
+    if isinstance(img, Image.Image): return img.convert('RGB')
+    if not isinstance(img, (str, Path)): return Image.fromarray(np.asarray(img)).convert('RGB')
+    try:
+        with Image.open(img) as im: return im.convert('RGB')
+    except Exception as e: raise ValueError(f'{img}: not a readable image ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/course/09_inference.ipynb #7a224fa9
-def predict_many(learn, # a `Learner` from `ssd_learner` (or `load_learner`)
-                 imgs, # image paths, PIL images or arrays
-                 score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100, bs:int=16,
-                )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores
-    "Detections for each image of `imgs`, in pixels of the original images"
-    ims = [_load(o) for o in imgs]
-    dl = learn.dls.test_dl(ims, bs=bs, before_batch=noop)                       # images only: no box padding
-    learn.model.eval()
-    res = []
-    with torch.no_grad():
-        for (xb,) in dl:
-            sizes = [im.size for im in ims[len(res):len(res)+len(xb)]]
-            res += [dict(boxes=b, labels=[learn.dls.vocab[int(o)] for o in l], scores=s)
-                    for b,l,s in detections(learn.model(xb), learn.loss_func, score_thresh, nms_iou, max_det, sizes)]
+def detect_images(model, # an `SSDModel` (its `size` is the input size)
+                  anchors:Tensor, post:PostProcess, vocab:list, # its anchors, what is kept, the class names
+                  ims:list, # PIL images
+                  sizes:list|None=None, # (width, height) to give each image's boxes in pixels of; default: the image's
+                  bs:int=16)->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores
+    "Detections of PIL images: `preprocess`, the model, `detections`, a batch at a time"
+    res,sizes,dev = [], sizes or [im.size for im in ims], next(model.parameters()).device
+    model.eval()
+    for i in range(0, len(ims), bs):
+        x = torch.from_numpy(preprocess(ims[i:i+bs], model.size, *IMAGENET_STATS))         # (n, 3, size, size)
+        x = x.to(dev, memory_format=torch.channels_last)                   # pixels as the image has them: faster convs
+        with torch.no_grad(): out = model(x)
+        res += [dict(boxes=b, labels=[vocab[int(o)] for o in l], scores=s) for b,l,s in detections(out, anchors, post, sizes[i:i+bs])]
     return res
 
-def predict(learn, img, score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100)->dict:
-    "Detections for one image: boxes (n, 4) in pixels, labels (names), scores"
+def predict_many(learn, # a `Learner` from `ssd_learner` (or `load_learner`)
+                 imgs, # image paths, PIL images or arrays
+                 score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None, # default: the config's
+                 bs:int=16,
+                )->list: # one dict per image: boxes (n, 4) in pixels, labels (names), scores
+    "Detections for each image of `imgs`, in pixels of the original images"
+    post = PostProcess.from_config(learn.model.cfg, score_thresh, nms_iou, max_det)
+    return detect_images(learn.model, learn.loss_func.anchors, post, learn.dls.vocab, [_load(o) for o in imgs], bs=bs)
+
+def predict(learn, img, score_thresh:float|None=None, nms_iou:float|None=None, max_det:int|None=None)->dict:
+    "Detections for one image: boxes (n, 4) in pixels, labels (names), scores; settings as `predict_many`"
     return predict_many(learn, [img], score_thresh, nms_iou, max_det)[0]
 
 # %% ../nbs/course/09_inference.ipynb #1debb059
@@ -110,15 +144,14 @@ def show_preds(img, # path, PIL image, array or (3,h,w) tensor
 def show_detections(learn, # an `SSDLearner`
                     dl=None, # default: the validation `DataLoader`, from its start
                     n:int=9, ncols:int=3, # images shown, per row
-                    score_thresh:float|None=None, # default: the loss's `score_thresh`
+                    score_thresh:float|None=None, # default: the model's config's
                    )->matplotlib.figure.Figure:
     "A figure of `n` images of `dl`: true boxes dashed, detections solid with their scores"
-    lf = learn.loss_func
-    thr = lf.score_thresh if score_thresh is None else score_thresh
+    post = PostProcess.from_config(learn.model.cfg, score_thresh)
     dl = (learn.dls.valid if dl is None else dl).new(bs=n, shuffle=False, drop_last=False)
     xb,bb,lb = dl.one_batch()
     learn.model.eval()
-    with torch.no_grad(): dets = detections(learn.model(xb), lf, thr, lf.nms_iou, lf.max_det)
+    with torch.no_grad(): dets = detections(learn.model(xb), learn.loss_func.anchors, post)
     imgs = dl.decode((xb,))[0]                                            # (n, 3, size, size) for showing
     nrows = (len(xb)+ncols-1)//ncols
     fig = matplotlib.figure.Figure(figsize=(3*ncols, 3*nrows+0.8))
@@ -126,7 +159,7 @@ def show_detections(learn, # an `SSDLearner`
     for ax in axs: ax.axis('off')
     for i,(b,l,s) in enumerate(dets):
         show_preds(imgs[i], dict(boxes=b, labels=l, scores=s), learn.dls.vocab, axs[i], (bb[i], lb[i]), scaled=True)
-    fig.suptitle(f'true boxes dashed, detections (score > {thr}) solid\n(a label that would cover another is left out)', fontsize=10)
+    fig.suptitle(f'true boxes dashed, detections (score > {post.score_thresh}) solid\n(a label that would cover another is left out)', fontsize=10)
     fig.legend(handles=[matplotlib.patches.Patch(fill=False, edgecolor=_COLORS[i % len(_COLORS)], lw=2, label=str(v))
                         for i,v in enumerate(learn.dls.vocab) if i], loc='lower center', ncol=min(len(learn.dls.vocab)-1, 8))
     fig.tight_layout(rect=(0, 0.35/fig.get_figheight(), 1, 1))       # room for the legend below

@@ -13,7 +13,7 @@ from .core import *
 from .anchors import *
 
 # %% auto #0
-__all__ = ['bce_loss', 'ssd_loss_loop', 'ssd_targets', 'SSDLoss']
+__all__ = ['bce_loss', 'ssd_loss_loop', 'ssd_targets', 'SSDLoss', 'ssd_activation']
 
 # %% ../nbs/course/07_loss.ipynb #c918fdc8
 def bce_loss(logits:Tensor, # (..., n_classes) class scores, without background
@@ -73,12 +73,10 @@ class SSDLoss:
     def __init__(self, anchors:Tensor, # (n_anchors, 4) from `make_anchors`
                  match_iou:float=0.5, # IoU from which an anchor is matched
                  gamma:float=0., alpha:float=0.25, # focal loss (gamma=0: plain BCE)
-                 bbox_weight:float=1., clas_weight:float=1., # weights of the two parts
-                 score_thresh:float=0.3, nms_iou:float=0.5, max_det:int=100): # what `decodes` keeps
+                 bbox_weight:float=1., clas_weight:float=1.): # weights of the two parts
         self.anchors,self.match_iou,self.gamma,self.alpha = anchors,match_iou,gamma,alpha
         self.bbox_weight,self.clas_weight = bbox_weight,clas_weight
-        self.score_thresh,self.nms_iou,self.max_det = score_thresh,nms_iou,max_det
-        self.last = {}
+        self.coder,self.last = BoxCoder(),{}
 
     def parts(self, preds, bboxes, labels): # (bbox loss, class loss)
         "The two parts of the loss, each divided by the number of matched anchors"
@@ -89,16 +87,16 @@ class SSDLoss:
         b,a = (m >= 0).nonzero(as_tuple=True)                              # (n_pos,) image and anchor of each match
         g = m[b,a]; l = labels[b,g]                                        # (n_pos,) its gt and the gt's class
         n_pos = max(len(b), 1)
-        bb = (box_act[b,a] - encode_boxes(bboxes[b,g], self.anchor_code(anc)[a])).abs().sum()   # `bbox_to_activ`
+        bb = (box_act[b,a] - self.coder.encode_coded(bboxes[b,g], self._coded(anc)[a])).abs().sum()   # `coder.encode`
         if self.gamma == 0: cl = _BCEOneHot.apply(clas, b, a, l)
         else:
             targ = torch.zeros_like(clas); targ[b,a,l] = 1.                # one-hot class targets, background 0
             cl = bce_loss(clas[...,1:], targ[...,1:], self.gamma, self.alpha)
         return bb/n_pos, cl/n_pos
 
-    def anchor_code(self, anc:Tensor)->Tensor: # `anchor_code(anc)`, computed once for the loss's anchors on a device
-        c = getattr(self, '_code', None)                                  # (losses pickled before it have none)
-        if c is None or c[0] is not self.anchors or c[1].device != anc.device: c = self._code = (self.anchors, anchor_code(anc))
+    def _coded(self, anc:Tensor)->Tensor: # (n_anchors, 8) `coder.code(anc)`, once for the loss's anchors on a device
+        c = getattr(self, '_codes', None)
+        if c is None or c[0] is not self.anchors or c[1].device != anc.device: c = self._codes = (self.anchors, self.coder.code(anc))
         return c[1]
 
     def __call__(self, preds, bboxes, labels):
@@ -106,16 +104,23 @@ class SSDLoss:
         self.last = dict(bbox=bb.detach(), clas=cl.detach())
         return self.bbox_weight*bb + self.clas_weight*cl
 
-    def __setstate__(self, d): # losses pickled before `match_iou` was named so called it `thresh`
+    def __setstate__(self, d): # a loss pickled by ssd_nbs 0.1 calls `match_iou` `thresh`, and has decoding settings
         if 'thresh' in d: d['match_iou'] = d.pop('thresh')
-        self.__dict__.update(d)
+        for k in ('score_thresh', 'nms_iou', 'max_det', '_code'): d.pop(k, None)
+        self.__dict__.update({'coder': BoxCoder(), **d})
 
 # %% ../nbs/course/07_loss.ipynb #84aaf640
-@patch
-def activation(self:SSDLoss, preds): # boxes (bs, n_anchors, 4), scores (bs, n_anchors, n_classes)
+def ssd_activation(preds, # the model's output: box activations (bs, n_anchors, 4), class scores (bs, n_anchors, n_classes+1)
+                   anchors:Tensor, # (n_anchors, 4) its anchors
+                   coder:BoxCoder, # the scales the loss encoded the boxes with
+                  ): # boxes (bs, n_anchors, 4) in [-1,1], scores (bs, n_anchors, n_classes)
+    "Boxes and class probabilities of every anchor: the activations decoded, clipped to the image; sigmoid, no background"
     box_act,clas = plain(*preds)
-    boxes = activ_to_bbox(box_act, self.anchors.to(box_act.device)).clamp(-1, 1)   # inside the image
+    boxes = coder.decode(box_act, anchors.to(box_act.device)).clamp(-1, 1)   # inside the image
     return boxes, clas[...,1:].sigmoid()
+
+@patch
+def activation(self:SSDLoss, preds): return ssd_activation(preds, self.anchors, self.coder)   # fastai's `get_preds`
 
 # %% ../nbs/course/07_loss.ipynb #8
 _BCE_CHUNK = 2**18  # scores handled at a time (whole rows of them): the temporaries stay in the CPU's cache

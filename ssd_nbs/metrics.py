@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 from fastcore.basics import patch
 from fastai.metrics import Metric
 from .core import *
-from .inference import detections
+from .inference import PostProcess, detections, group_rank
 
 # %% auto #0
 __all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'box_ioa', 'in_crowd', 'pr_curves', 'mean_ap', 'to_coco', 'plot_pr', 'MeanAP']
@@ -111,9 +111,6 @@ def _flatten(preds, targets, classes=None):
     return det, gt, classes
 
 # %% ../nbs/course/10_metrics.ipynb #31
-def _rank(img:Tensor)->Tensor: # (n,) sorted image indices -> (n,) rank within its image
-    return torch.arange(len(img)) - torch.searchsorted(img, img)
-
 def _pad(grp:Tensor, rank:Tensor, box:Tensor, n_grp:int): # (n_grp, max rank+1, 4) boxes and valid mask
     n = int(rank.max())+1 if len(rank) else 0
     out,valid = box.new_zeros(n_grp, n, 4), torch.zeros(n_grp, n, dtype=torch.bool)
@@ -126,7 +123,7 @@ def _per_image(di, r, db, gi, gb): # detections (img, rank, box), boxes (img, bo
     imgs = torch.unique(gi)                                                   # images with boxes
     on = torch.isin(di, imgs); grp = torch.searchsorted(imgs, di[on])
     dp,dv = _pad(grp, r[on], db[on], len(imgs))                               # (G, D, 4)
-    gp,gv = _pad(torch.searchsorted(imgs, gi), _rank(gi), gb, len(imgs))      # (G, M, 4)
+    gp,gv = _pad(torch.searchsorted(imgs, gi), group_rank(gi), gb, len(imgs))      # (G, M, 4)
     return on, grp, dp, gp, dv[:,:,None] & gv[:,None,:]                       # mask of real pairs: (G, D, M)
 
 def _class_tp(di, db, ds, gi, gb, # one class: detections (img, box, score), objects (img, box)
@@ -134,7 +131,7 @@ def _class_tp(di, db, ds, gi, gb, # one class: detections (img, box, score), obj
               ci=None, cb=None): # crowd regions (img, box)
     "Which detections of one class are true positives, and which are ignored (in a crowd), for each threshold"
     o = torch.argsort(-ds, stable=True); o = o[torch.argsort(di[o], stable=True)]  # by image, then best score first
-    di,db,ds,r = di[o],db[o],ds[o],_rank(di[o])
+    di,db,ds,r = di[o],db[o],ds[o],group_rank(di[o])
     if max_det is not None: di,db,ds,r = di[r<max_det],db[r<max_det],ds[r<max_det],r[r<max_det]
     on,grp,dp,gp,v = _per_image(di, r, db, gi, gb)
     tp = torch.zeros(len(ds), len(thrs), dtype=torch.bool)                    # (n, T)
@@ -232,10 +229,10 @@ class MeanAP(Metric):
     "Mean average precision over the validation set, from `SSDLoss`'s activations decoded by `detections`"
     def __init__(self, iou_thresh:float|None=0.5, # None: COCO's 0.5:0.95
                  method:str='area', # 'area', '11point' or 'coco'
-                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100, # passed to `detections`
+                 post:PostProcess|None=None, # what `detections` keeps; default: `PostProcess.for_map` of the model's config
                  crowds:list|None=None): # crowd regions of each validation image, in order, as the targets (`mean_ap`)
         self.iou_thresh,self.method,self.crowds = iou_thresh,method,crowds
-        self.score_thresh,self.nms_iou,self.max_det = score_thresh,nms_iou,max_det
+        self.post,self.max_det = post,None
         self.reset()
     def reset(self): self.preds,self.targs,self.per_class = [],[],{}
 
@@ -245,8 +242,9 @@ def _plain(t:Tensor)->Tensor: return t.detach().cpu().as_subclass(Tensor)   # no
 @patch
 def accumulate(self:MeanAP, learn):
     "Decode the batch's predictions and keep them, and its targets, without padding"
-    lf = learn.loss_func
-    with torch.no_grad(): self.preds += detections(learn.pred, lf, self.score_thresh, self.nms_iou, self.max_det)
+    post = self.post or PostProcess.for_map(getattr(learn.model, 'module', learn.model).cfg)   # (`module`: in DDP)
+    with torch.no_grad(): self.preds += detections(learn.pred, learn.loss_func.anchors, post)
+    self.max_det = post.max_det
     tb,tl = map(_plain, learn.yb)
     self.targs += [(b_[l_>0], l_[l_>0]) for b_,l_ in zip(tb, tl)]
 

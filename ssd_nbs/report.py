@@ -17,7 +17,8 @@ from .core import _COLORS, _draw_box
 from .metrics import mean_ap
 from .errors import *
 from .learner import SSDLearner
-from .inference import detections, to_pixels
+from .anchors import Anchors
+from .inference import PostProcess, detections, to_pixels, group_rank
 
 # %% auto #0
 __all__ = ['error_examples', 'error_report', 'format_errors', 'plot_errors', 'save_errors']
@@ -41,7 +42,7 @@ def error_examples(errs:dict, n:int=3)->dict: # kind -> up to `n` dicts: image, 
     idx = g['missed'].nonzero()[:,0]
     idx = idx[torch.argsort(-box_area(g['box'][idx]), stable=True)]
     c = g['cls'][idx]; o = torch.sort(c, stable=True).indices                    # by class, the largest first
-    rank = torch.empty_like(o); rank[o] = torch.arange(len(o)) - torch.searchsorted(c[o], c[o])   # place in its class
+    rank = torch.empty_like(o); rank[o] = group_rank(c[o])                        # place in its class
     idx = idx[torch.argsort(rank, stable=True)]                                  # the largest of each class first
     _,first = np.unique(g['img'][idx].numpy(), return_index=True)
     res['Miss'] = [dict(image=int(g['img'][j]), **gt(int(j)), **objs(int(g['img'][j]))) for j in idx[np.sort(first)][:n]]
@@ -70,7 +71,7 @@ def error_report(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per i
                  targets:list, # one (boxes (m,4), labels (m,)) per image, in pixels
                  classes:list|None=None, # classes to evaluate; default: every label seen, padding excepted
                  sizes:list|None=None, # (w, h) of each image: relative sizes, and the anchors' analysis
-                 anchors:Tensor|None=None, grids=None, match_iou:float=0.5, # the model's anchors and matching IoU
+                 anchors:Anchors|None=None, # the model's anchors (boxes, grids, matching IoU)
                  iou_thresh:float=0.5, bg_thresh:float=0.1, method:str='area', max_det:int|None=100,
                  n_examples:int=3, # examples of each kind of error
                  images:list|None=None, # the image files, kept in the report for `plot_errors`
@@ -87,7 +88,7 @@ def error_report(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per i
     if sizes is not None: rep['by_size']['relative'] = errors_by_size(errs, REL_AREAS, sizes, method)
     if anchors is not None:                                                      # true boxes in [-1,1], as the loss sees them
         gts = [t[0] for t in targets] if sizes is None else _scaled(targets, sizes)
-        rep['anchors'] = anchor_stats(gts, anchors, grids, match_iou, [t[1] for t in targets])
+        rep['anchors'] = anchor_stats(gts, anchors, [t[1] for t in targets])
     rep['examples'] = error_examples(errs, n_examples)
     if images is not None: rep['files'] = [str(o) for o in images]
     return _no_nan(rep)
@@ -194,19 +195,19 @@ def _size(f)->tuple:
 
 @patch
 def error_preds(self:SSDLearner, dl, # a `DataLoader` of (file, boxes, labels) rows, as `ssd_dls` makes
-                score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100, # `decode_preds`, as `MeanAP`
+                post:PostProcess|None=None, # default: `PostProcess.for_map` of the model's config, as `MeanAP`
                ): # (preds, targets) with class names, in pixels of the original images; their sizes and files
     "The decoded predictions and the true boxes of every image of `dl`, as `MeanAP.accumulate` makes them"
     dl = dl.new(shuffle=False, drop_last=False)
     files = [o[0] for o in dl.items]
     sizes = [_size(f) for f in files]
-    vocab, lf = np.array([str(o) for o in self.dls.vocab]), self.loss_func
+    vocab, post = np.array([str(o) for o in self.dls.vocab]), post or PostProcess.for_map(self.model.cfg)
     preds,targs = [],[]
     self.model.eval()
     with torch.no_grad():
         for xb,bb,lb in dl:
             wh = sizes[len(preds):len(preds)+len(xb)]
-            preds += [(b, vocab[l.numpy()], s) for b,l,s in detections(self.model(xb), lf, score_thresh, nms_iou, max_det, wh)]
+            preds += [(b, vocab[l.numpy()], s) for b,l,s in detections(self.model(xb), self.loss_func.anchors, post, wh)]
             targs += [(to_pixels(b[l>0].cpu(), *s), vocab[l[l>0].cpu().numpy()]) for b,l,s in zip(*plain(bb, lb), wh)]
     return preds, targs, sizes, files
 
@@ -214,15 +215,15 @@ def error_preds(self:SSDLearner, dl, # a `DataLoader` of (file, boxes, labels) r
 @patch
 def error_report(self:SSDLearner, ds_idx:int=1, # the data set: 1 is the validation set
                  dl=None, # or any `DataLoader` of (file, boxes, labels) rows
-                 score_thresh:float=0.05, nms_iou:float=0.5, max_det:int=100, # `decode_preds`, as `MeanAP`
+                 post:PostProcess|None=None, # default: `PostProcess.for_map` of the model's config, as `MeanAP`
                  show:bool=True, # print the tables and show the figure
                  **kwargs, # passed to `error_report`
                 )->dict:
     "`error_report` of the model's predictions on a data set: TIDE's errors, sizes, anchors by grid"
-    preds,targs,sizes,files = self.error_preds(self.dls[ds_idx] if dl is None else dl, score_thresh, nms_iou, max_det)
-    lf = self.loss_func
-    rep = error_report(preds, targs, [str(o) for o in self.dls.vocab[1:]], sizes, lf.anchors,
-                       getattr(self.model, 'module', self.model).head.grids, lf.match_iou, max_det=max_det, images=files, **kwargs)
+    post = post or PostProcess.for_map(self.model.cfg)
+    preds,targs,sizes,files = self.error_preds(self.dls[ds_idx] if dl is None else dl, post)
+    anchors = Anchors.from_config(getattr(self.model, 'module', self.model).cfg)
+    rep = error_report(preds, targs, [str(o) for o in self.dls.vocab[1:]], sizes, anchors, max_det=post.max_det, images=files, **kwargs)
     if show: print(format_errors(rep)); show_fig(plot_errors(rep))
     return rep
 

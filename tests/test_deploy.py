@@ -18,7 +18,7 @@ from ssd_nbs.data import make_shapes, voc_items, ssd_dls, bccd_path
 from ssd_nbs.body import tiny_resnet
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import SSDLoss
-from ssd_nbs.inference import decode_preds
+from ssd_nbs.inference import decode_preds, PostProcess
 from ssd_nbs.core import CLIError
 from ssd_nbs.detector import Detector
 from ssd_nbs.predict import predict_files
@@ -52,7 +52,7 @@ def bccd(tmp_path_factory):
     learn = _fit(ssd_dls((files[:48], targets[:48]), size=320, bs=8, valid_pct=0.25), 2, 1e-2, grids=(20,10,5,3,1),
                  match_iou=0.4, nh=64, stem_ks=3, fine_ks=3)
     fn = export_onnx(learn.model, learn.loss_func.anchors, learn.dls.vocab, tmp_path_factory.mktemp('bccd')/'bccd.onnx',
-                     score_thresh=0.2)
+                     PostProcess.from_config(learn.model.cfg, score_thresh=0.2))
     test_files = voc_items(p, 'test')[0][:6]
     return learn, fn, [Image.open(f) for f in test_files]
 
@@ -69,12 +69,12 @@ def assert_same(theirs, ours):
         assert torch.allclose(a['boxes'], b['boxes'], rtol=0, atol=0.01)
 
 def _check(learn, fn, ims, thresh):
-    theirs = Detector(learn.model, learn.loss_func, learn.dls.vocab)(ims, thresh, 0.5, 100)
+    theirs = Detector(learn.model, learn.dls.vocab)(ims, thresh, 0.5, 100)
     ours = OnnxDetector(fn, threads=1)(ims)
     assert_same(theirs, ours)
     n = [len(o['labels']) for o in ours]
     assert sum(n) > 0 and n[-1] == 0, n                                   # detections, and none on the grey image
-    stricter = Detector(learn.model, learn.loss_func, learn.dls.vocab)(ims, thresh+0.1, 0.5, 3)
+    stricter = Detector(learn.model, learn.dls.vocab)(ims, thresh+0.1, 0.5, 3)
     assert_same(stricter, OnnxDetector(fn)(ims, thresh+0.1, 0.5, 3))     # a higher threshold, fewer detections
     return n
 
@@ -161,15 +161,15 @@ def test_postprocess_is_decode_preds(tmp_path, thresh, iou, max_det):
     f[:,a*4:a*8] = torch.cat([torch.zeros(4, a, 1), torch.logit(s).view(4, a, c)], -1).view(4, -1)   # background first
     f[3,a*4:] = -10.                                                      # nothing above any threshold
     model = Given(a, c)
-    fn = export_onnx(model, anc, ['#na#', 'a', 'b', 'c'], tmp_path/'given.onnx', thresh, iou, max_det)
+    fn = export_onnx(model, anc, ['#na#', 'a', 'b', 'c'], tmp_path/'given.onnx', PostProcess(thresh, iou, max_det))
     boxes,scores,labels,num = (torch.from_numpy(o) for o in OnnxDetector(fn).run(x.numpy()))
-    rb,rs,rl = decode_preds(*SSDLoss(anc).activation(model(x)), thresh, iou, max_det)
+    rb,rl,rs = decode_preds(*SSDLoss(anc).activation(model(x)), thresh, iou, max_det)
     assert num[3] == 0 and (num[:3] > 0).all()
     torch.testing.assert_close(num, (rl > 0).sum(1))
     torch.testing.assert_close(labels, rl, rtol=0, atol=0)
     torch.testing.assert_close(scores, rs, rtol=0, atol=1e-6)
     torch.testing.assert_close(boxes, torch.where(rl[...,None] > 0, (rb+1)/2, 0.), rtol=0, atol=1e-6)
-    with torch.no_grad(): eb,es,el,en = SSDExport(model, anc, thresh, iou, max_det)(x)   # the module, in PyTorch
+    with torch.no_grad(): eb,es,el,en = SSDExport(model, anc, PostProcess(thresh, iou, max_det))(x)   # the module, in PyTorch
     torch.testing.assert_close(el, rl, rtol=0, atol=0); torch.testing.assert_close(es, rs, rtol=0, atol=0)
 
 def test_missing_onnxruntime_says_how_to_install(shapes, monkeypatch, tmp_path, capsys):
@@ -332,10 +332,10 @@ def test_fold_pads_exact(tmp_path):
     from ssd_nbs.detector import build_detector
     torch.manual_seed(0)
     det = build_detector(replace(RECIPES['data'], size=96, pretrained=False), ['#na#', 'a', 'b'])
-    fn = export_onnx(det.model, det.loss_func.anchors, det.vocab, tmp_path/'lite.onnx', 0.05)
+    fn = export_onnx(det.model, det.anchors.boxes, det.vocab, tmp_path/'lite.onnx', PostProcess(0.05, 0.5, 100))
     assert not [n for n in onnx.load(fn).graph.node if n.op_type == 'Pad']
     x = torch.randn(2, 3, 96, 96)
-    with torch.no_grad(): b,s,l,n = SSDExport(det.model, det.loss_func.anchors, 0.05)(x)
+    with torch.no_grad(): b,s,l,n = SSDExport(det.model, det.anchors.boxes, PostProcess(0.05, 0.5, 100))(x)
     ob,os_,ol,on = OnnxDetector(fn, threads=1).run(x.numpy())
     assert (ol == l.numpy()).all() and np.allclose(os_, s.numpy(), atol=1e-5) and np.allclose(ob, b.numpy(), atol=1e-5)
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings, strategies as st
 from matplotlib.figure import Figure
 
 from ssd_nbs.metrics import mean_ap, match_dets
-from ssd_nbs.anchors import make_anchors
+from ssd_nbs.anchors import make_anchors, Anchors
 from ssd_nbs.core import box_iou
 from ssd_nbs.errors import (KINDS, tide_errors, error_counts, delta_aps, fix_errors, tide_match, errors_by_size,
                             COCO_AREAS, REL_AREAS, anchor_stats)
@@ -211,7 +211,7 @@ def test_anchor_stats_against_a_loop():
     for n in (3, 0, 5):
         c, wh = torch.rand(n, 2, generator=g)*1.6 - .8, torch.rand(n, 2, generator=g)*.8 + .05
         gts.append(torch.cat([c - wh/2, c + wh/2], 1))
-    s = anchor_stats(gts, anc, grids, .5)
+    s = anchor_stats(gts, Anchors(grids, (.7, 1., 1.3), ((1., 1.), (1., .5), (.5, 1.)), .5))
     ends = np.cumsum([q*q*9 for q in grids])
     best = [(float(box_iou(b[None], anc)[0].max()), int(np.searchsorted(ends, int(box_iou(b[None], anc)[0].argmax()), side='right')))
             for bs in gts for b in bs]
@@ -221,8 +221,7 @@ def test_anchor_stats_against_a_loop():
 
 def test_report_is_json_and_draws():
     p,t = random_dets(5, 12)
-    grids = (4, 2, 1); anc = make_anchors(grids, (1.,), ((1., 1.),))
-    rep = error_report(p, t, sizes=[(128, 128)]*12, anchors=anc, grids=grids)
+    rep = error_report(p, t, sizes=[(128, 128)]*12, anchors=Anchors((4, 2, 1), (1.,), ((1., 1.),), .5))
     back = json.loads(json.dumps(rep, allow_nan=False))
     assert back['errors'] == rep['errors'] and set(back['errors']) == set(KINDS)
     assert rep['fixed_mAP'] == pytest.approx(1.) and 'relative' in rep['by_size'] and rep['anchors']['objects'] == sum(len(o[0]) for o in t)

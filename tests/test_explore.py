@@ -42,7 +42,7 @@ def test_detection_explorer_counts_what_it_keeps():
 
 def test_detection_counts_use_the_package_decoding():
     raw = toy_detections()
-    b,l,s = E.detections(raw.preds, raw.loss_func, 0.3, 0.5, 100)[0]
+    b,l,s = E.detections(raw.preds, raw.loss_func.anchors, E.PostProcess(0.3, 0.5, 100))[0]
     assert detection_counts(raw)['n_kept'] == len(b)
 
 def _mat(box, g, z, r, t): return E.match_counts(box, g, z, r, t)['n_matched']

@@ -49,7 +49,7 @@ class Stop(Exception): pass
 
 class Killed(Detector):
     "A `Detector` that fails at its `n`-th batch, as a process killed there would stop"
-    def __init__(self, det, n): super().__init__(det.model, det.loss_func, det.vocab); self.n = n
+    def __init__(self, det, n): super().__init__(det.model, det.vocab); self.n = n
     def __call__(self, *args, **kwargs):
         self.n -= 1
         if self.n == 0: raise Stop()
@@ -170,3 +170,15 @@ def test_export_command(model, tmp, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, 'onnx', None)
     code,out,err = main(capsys, monkeypatch, export_main, model[1], '--onnx', tmp/'x.onnx')
     assert code == 1 and err == 'ssd-export: error: onnx is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)\n', err
+
+def test_detections_are_those_recorded_bit_for_bit():
+    """`tests/fixtures/model_v1_dets_exact.json` holds detections of `model_v1.pkl` on the three fixture images: a change
+    of the preprocessing, the decoding or the post-processing that moves any float of them fails here"""
+    from ssd_nbs.detector import load_detector
+    fx = Path(__file__).parent/'fixtures'
+    want = json.loads((fx/'model_v1_dets_exact.json').read_text())
+    det = load_detector(fx/want['model'])
+    got = det([Image.open(fx/o['file']) for o in want['images']], score_thresh=want['score_thresh'], max_det=want['max_det'])
+    for w,g in zip(want['images'], got):
+        assert (g['boxes'].tolist(), g['labels'], g['scores'].tolist()) == (w['boxes'], w['labels'], w['scores'])
+    assert sum(len(o['labels']) for o in want['images']) == 60

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 import matplotlib.pyplot as plt
 from .core import *
-from .anchors import make_anchors, greedy_match, activ_to_bbox, _MAX_LOG
+from .anchors import make_anchors, greedy_match, activ_to_bbox
 from .inference import detections, show_preds, to_pixels
 from .metrics import match_dets
 

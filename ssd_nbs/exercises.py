@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 import matplotlib.pyplot as plt
 from .core import *
-from .anchors import make_anchors, greedy_match, activ_to_bbox, _MAX_LOG
+from .anchors import make_anchors, greedy_match, activ_to_bbox
 from .inference import detections, show_preds, to_pixels
 from .metrics import match_dets
 from .explore import *
@@ -103,14 +103,17 @@ def dirty_example(): # objs [(label, box in pixels)], w, h
 
 def check_dirty_counts(answer:dict|None)->Verdict: # {'kept': n, 'clipped': n, 'dropped': n} boxes of `dirty_example()`
     "01_data: how many boxes of `dirty_example()` `voc_items` keeps (clipped ones included), clips and drops"
-    from collections import defaultdict
-    from ssd_nbs.data import _clean_boxes, SHAPES
+    import tempfile, warnings
+    from pathlib import Path
+    from PIL import Image
+    from ssd_nbs.data import clean_items, SHAPES
     if answer is None or None in dict(answer).values(): return NOT_YET
     objs,w,h = dirty_example()
-    issues = defaultdict(list)
-    kept,_ = _clean_boxes(objs, w, h, SHAPES, 'x', issues)
-    n = {k: len(v) for k,v in issues.items()}
-    want = {'kept': len(kept), 'clipped': sum(v for k,v in n.items() if 'clipped' in k), 'dropped': len(objs)-len(kept)}
+    with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        f = Path(d)/'x.jpg'; Image.new('RGB', (w, h)).save(f)
+        _,[(kept,_)] = clean_items(([f], [([b for _,b in objs], [l for l,_ in objs])]), vocab=SHAPES)
+    want = {'kept': len(kept), 'clipped': sum(b not in [o for _,o in objs] for b in kept), 'dropped': len(objs)-len(kept)}
     return _say({k: int(v) for k,v in answer.items()} == want, f'not {dict(answer)}: it is {want}')
 
 def _negative_targets(): # (boxes (n,4), labels (n,)) a validation batch gives an image without objects
@@ -180,7 +183,9 @@ def check_cell_centres(f)->Verdict: # f(g) -> (g,) the centres of a g-grid's cel
 
 def check_clamp(answer)->Verdict: # the largest factor `activ_to_bbox` can stretch an anchor's width by
     "04_anchors: the stretch the clamp allows"
-    return check_number(answer, math.exp(_MAX_LOG), 'the largest stretch, exp(_MAX_LOG)')
+    anc = torch.tensor([[-.1,-.1,.1,.1]])                                    # (1, 4) an anchor 0.2 wide
+    box = activ_to_bbox(torch.full((1,4), 1e4), anc)                         # (1, 4) stretched as far as it goes
+    return check_number(answer, float((box[0,2]-box[0,0])/0.2), 'the largest stretch `activ_to_bbox` gives')
 
 def check_anchor_sizes(f)->Verdict: # f(g, zooms, ratios) -> (k, 2) width and height of a cell's anchors, in [-1,1]
     "05_more_anchors: `f` gives the sizes of the `k` anchors of a cell, in `make_anchors`' order"
@@ -260,8 +265,8 @@ def check_pr(precision, recall)->Verdict: # lists, one value after each detectio
 
 def check_envelope(f)->Verdict: # f(precision (n,)) -> (n,) the best precision at this recall or beyond
     "10_metrics: `f` is the envelope `ap_from_pr` takes of the precision"
-    from ssd_nbs.metrics import _envelope
-    return _check_fn(f, [(torch.tensor(p),) for p in ([1.,.5,.67,.75,.6], [.2,.4,.1], [1.])], _envelope, 'envelope')
+    def envelope(p): return p.flip(-1).cummax(-1).values.flip(-1)           # the running maximum, from the right
+    return _check_fn(f, [(torch.tensor(p),) for p in ([1.,.5,.67,.75,.6], [.2,.4,.1], [1.])], envelope, 'envelope')
 
 # %% ../nbs/library/32_exercises.ipynb #4c3d0af9
 def error_example(): # preds, targets as for `tide_errors`: one image per case, the case's detection last

@@ -2,8 +2,9 @@
 `files` imports no other module of ours and `core` only `files`; `data` nothing of the model, the loss or the learner;
 `metrics` not the learner; `predict` (what `ssd-predict --engine onnx` runs) no third-party package but numpy, PIL
 and fastcore at its top, and of ours only `files` (and `detector` lazily, for the torch engine); a `Detector` (and
-`ssd-export`) no fastai: the model code is PyTorch, fastai's training side stays with the learner; no two modules
-import each other; and nothing but the command-line module reads `sys.argv`."""
+`ssd-export`) no fastai: the model code is PyTorch, fastai's training side stays with the learner; no import cycle
+among the modules' top-level imports; no module imports another's private (`_name`) names; and nothing but the
+command-line module reads `sys.argv`."""
 import ast
 from pathlib import Path
 import pytest
@@ -65,10 +66,50 @@ def test_a_detector_imports_no_fastai():
     assert loaded(['detector', 'deploy']) <= set(DETECTOR), sorted(loaded(['detector', 'deploy']) - set(DETECTOR))
     assert not [m for m in DETECTOR if 'fastai' in top_level(m)], [m for m in DETECTOR if 'fastai' in top_level(m)]
 
-def test_no_cycle():
-    "No two modules import each other (at any depth of their code): `detector` does not know `predict` or `deploy`"
-    pairs = [(a, b) for a in MODULES for b in ours(a) if a < b and a in ours(b)]
-    assert not pairs, pairs
+def cycles(graph:dict)->list:
+    "Every elementary cycle of `graph` (module -> set of modules), each once, as a list that starts at its least name"
+    res = []
+    def walk(path):
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]: res.append(path + [nxt])
+            elif nxt > path[0] and nxt not in path: walk(path + [nxt])
+    for m in sorted(graph): walk([m])
+    return res
+
+def test_cycles_finds_every_cycle():
+    assert cycles({'a': {'b'}, 'b': {'a', 'c'}, 'c': {'a'}, 'd': {'d'}, 'e': set()}) == [
+        ['a', 'b', 'a'], ['a', 'b', 'c', 'a'], ['d', 'd']]
+    assert cycles({'a': {'b'}, 'b': {'c'}}) == []
+
+def test_no_import_cycle():
+    "No chain of top-level imports leads from a module back to itself (`a` -> `b` -> ... -> `a`)"
+    found = cycles({m: ours(m, lazy=False) for m in MODULES})
+    assert not found, f'{len(found)} import cycles: ' + '; '.join(' -> '.join(c) for c in found)
+
+def private_imports(mod:str)->list:
+    "`(line, module, name)` for every private name (`_x`, not dunder) that `mod` imports from another module of ours"
+    res = []
+    for node in ast.walk(ast.parse((PKG/f'{mod}.py').read_text())):
+        if not isinstance(node, ast.ImportFrom): continue
+        name = node.module or ''
+        if node.level == 1: src = name.split('.')[0]
+        elif name.startswith('ssd_nbs.'): src = name.split('.')[1]
+        else: continue
+        for a in node.names:
+            if not src: src_a,nm = a.name, None                           # `from . import x`: a module, not a name
+            else: src_a,nm = src, a.name
+            if nm and nm.startswith('_') and not nm.startswith('__') and src_a != mod: res.append((node.lineno, src_a, nm))
+    return res
+
+def test_private_imports_are_seen(tmp_path, monkeypatch):
+    (tmp_path/'a.py').write_text('from .b import _x, y, __version__\ndef f():\n    from ssd_nbs.c import _z\nfrom .a import _own')
+    monkeypatch.setattr(__import__(__name__), 'PKG', tmp_path)
+    assert private_imports('a') == [(1, 'b', '_x'), (3, 'c', '_z')]
+
+def test_no_private_names_across_modules():
+    "A name that starts with `_` belongs to its module: another module that needs it needs it made public"
+    found = [f'{m}.py:{line} imports {src}.{name}' for m in MODULES for line,src,name in private_imports(m)]
+    assert not found, f'{len(found)} private imports across modules: ' + '; '.join(found)
 
 def test_only_the_command_line_reads_argv():
     readers = [m for m in MODULES if 'argv' in {n.attr for n in ast.walk(ast.parse((PKG/f'{m}.py').read_text()))

@@ -12,13 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 import matplotlib.pyplot as plt
 from .core import *
-<<<<<<< HEAD
-from .anchors import make_anchors, greedy_match, activ_to_bbox, _MAX_LOG
-from .inference import PostProcess, detections, show_preds, to_pixels
-=======
 from .anchors import make_anchors, greedy_match, activ_to_bbox
-from .inference import detections, show_preds, to_pixels
->>>>>>> tests
+from .inference import PostProcess, detections, show_preds, to_pixels
 from .metrics import match_dets
 
 # %% auto #0

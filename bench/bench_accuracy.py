@@ -27,12 +27,13 @@ from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from fastai.vision.all import (ParamScheduler, Callback, CancelFitException, CancelValidException, combined_cos, set_seed,
                                imagenet_stats)
-from ssd_nbs.data import voc_items, ssd_dls, bccd_path
+from ssd_nbs.data import ssd_dls
+from ssd_nbs.readers import voc_items, bccd_path
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.inference import detections
 from ssd_nbs.metrics import mean_ap
 from ssd_nbs.config import SHAPES, BCCD_SCRATCH
-from ssd_nbs.layouts import shapes_data, data_items, cache_dir
+from ssd_nbs.readers import shapes_data, data_items, cache_dir
 
 # the recipes of `ssd-train`, from ssd_nbs.config; the BCCD runs of bench/results/ kept `ssd_learner`'s old dropout
 # of 0.1 (ssd-train trains with 0), written out here

@@ -12,8 +12,8 @@ import sys, time, json, shlex, resource, argparse, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import machine_info
-from ssd_nbs.data import bccd_path
-from ssd_nbs.sources import voc_folder_items, to_voc
+from ssd_nbs.readers import bccd_path
+from ssd_nbs.readers import voc_items, to_voc
 from ssd_nbs.cli import train_main
 
 def wbc_items(n:int=0)->tuple: # (files, targets) of BCCD with WBC boxes only; the first `n` images (0: all)

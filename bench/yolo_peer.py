@@ -35,9 +35,9 @@ ultralytics.utils.NUM_THREADS = ultralytics.utils.torch_utils.NUM_THREADS = a.th
 if a.clock == 'cpu':                                                      # the trainer's only clock is `time.time()`
     import types, ultralytics.engine.trainer as _tr
     _tr.time = types.SimpleNamespace(time=time.process_time)
-from ssd_nbs.data import bccd_path
-from ssd_nbs.layouts import data_items
-from ssd_nbs.sources import to_yolo
+from ssd_nbs.readers import bccd_path
+from ssd_nbs.readers import data_items
+from ssd_nbs.readers import to_yolo
 from ssd_nbs.metrics import mean_ap
 
 t0,c0 = time.time(),time.process_time()

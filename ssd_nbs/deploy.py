@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
-from .core import CLIError, atomic_path, first_line
+from .core import SSDError, atomic_path, first_line
 from .anchors import activ_to_bbox
 from .detector import Detector, STATS
 from .predict import EXPORT_FORMAT, _JSON, NeedsExtra, _need, OnnxDetector, preprocess, read_image
@@ -186,7 +186,7 @@ def quantize_onnx(src, # a file of `export_onnx`
     _need('onnxruntime')
     from onnxruntime.quantization import quantize_static, QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    if not calib: raise CLIError('int8: no image to calibrate on')
+    if not calib: raise SSDError('int8: no image to calibrate on')
     meta,dest = OnnxDetector(src).meta, Path(dest)
     with atomic_path(dest) as t:
         pre = t.with_name(t.name + '.pre')

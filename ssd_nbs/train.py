@@ -18,7 +18,7 @@ import fastai
 import ssd_nbs
 from .core import *
 from .data import ssd_dls
-from .layouts import shapes_data, read_data, describe
+from .readers import shapes_data, read_data, describe
 from .config import SSDConfig, SHAPES, DATA, config_grids, derive_config, format_derived
 from .body import NoWeightsError
 from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
@@ -53,12 +53,12 @@ def _learner(tr, va, cfg:SSDConfig, workers:int=0, vocab=None):
     "`ssd_learner` of `cfg` on the items `tr` and `va`, with the mAP in the progress table"
     cache = workers == 0 and (len(tr[0]) + len(va[0])) * 3 * cfg.size**2 < CACHE_BYTES
     try: dls = ssd_dls(tr, va, size=cfg.size, bs=cfg.bs, num_workers=workers, vocab=vocab, cache=cache)
-    except ValueError as e: raise CLIError(f'the data does not fit the classes of the saved model: {first_line(e)}') from None
+    except ValueError as e: raise DataError(f'the data does not fit the classes of the saved model: {first_line(e)}') from None
     try: return ssd_learner(dls, cfg, metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()], cbs=ChannelsLast())
-    except NoWeightsError as e: raise CLIError(str(e)) from None                     # one line, naming the offline body
+    except NoWeightsError as e: raise SSDError(str(e)) from None                     # one line, naming the offline body
     except (ValueError, RuntimeError, TypeError, StopIteration) as e:
         grids = 'the grids of the body' if cfg.grids is None else ','.join(map(str, cfg.grids))
-        raise CLIError(f"cannot build an SSD on --arch {cfg.arch} at --size {cfg.size} with --grids {grids}: "
+        raise SettingError('grids', f"{grids}: cannot build an SSD on arch {cfg.arch} at size {cfg.size}: "
                        f"{first_line(e)}") from None
 
 # %% ../nbs/library/28_train.ipynb #d54bc387
@@ -173,21 +173,21 @@ _SAME = ('data', 'format', 'images', 'pretrained', 'seed', 'arch', 'size', 'grid
 def _same(k, a, b): return str(Path(a).resolve()) == str(Path(b).resolve()) if k in ('data','images') and a and b else a == b
 
 def load_checkpoint(fname, settings:dict, epochs:int)->dict|None:
-    "The checkpoint in `fname` if it fits `settings` and `epochs`; None if there is none; else a `CLIError`"
+    "The checkpoint in `fname` if it fits `settings` and `epochs`; None if there is none; else an `SSDError`"
     p = Path(fname)
     if not p.is_file():
         warnings.warn(f'--resume: no checkpoint in {p.parent}, so starting from the first epoch'); return None
     try: ck = torch.load(p, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise CLIError(f'{p}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
-    if not isinstance(ck, dict) or ck.get('format') != _CKPT: raise CLIError(f'{p}: not a checkpoint written by ssd-train')
+        raise DataError(f'{p}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
+    if not isinstance(ck, dict) or ck.get('format') != _CKPT: raise DataError(f'{p}: not a checkpoint written by ssd-train')
     for k in _SAME:
         if k not in ck['settings']:
-            raise CLIError(f'--resume: {p} was written by an older ssd_nbs (it has no {k!r}); use another --out to start again')
+            raise SettingError('resume', f': {p} was written by an older ssd_nbs (it has no {k!r}); use another out folder to start again')
         if not _same(k, ck['settings'].get(k), settings.get(k)):
-            raise CLIError(f"--resume: {p} was made with --{k.replace('_', '-')} {ck['settings'].get(k)}, not "
-                           f"{settings.get(k)}; use the same options, or another --out to start again")
-    if ck['epoch'] > epochs: raise CLIError(f"--resume: {p} has done {ck['epoch']} epochs, more than --epochs {epochs}")
+            raise SettingError('resume', f": {p} was made with {k} {ck['settings'].get(k)}, not "
+                           f"{settings.get(k)}; use the same settings, or another out folder to start again")
+    if ck['epoch'] > epochs: raise SettingError('resume', f": {p} has done {ck['epoch']} epochs, more than epochs {epochs}")
     return ck
 
 # %% ../nbs/library/28_train.ipynb #2d326669
@@ -205,7 +205,7 @@ def _distrib_ctx(learn):
     "`learn.distrib_ctx()` in a distributed run (`WORLD_SIZE` > 1), else a context that does nothing"
     if num_distrib() <= 1: return contextlib.nullcontext()
     try: import fastai.distributed
-    except Exception: raise CLIError('a distributed run needs accelerate: pip install accelerate') from None
+    except Exception: raise SSDError('a distributed run needs accelerate: pip install accelerate') from None
     gpu = torch.cuda.is_available()
     if not gpu: fastai.distributed.DistributedDL._broadcast = _broadcast_cpu
     return learn.distrib_ctx(sync_bn=gpu, cpu=not gpu)     # SyncBatchNorm needs GPUs; `cpu`: accelerate's gloo processes
@@ -269,10 +269,10 @@ def check_data(data=None, # as for `train`
 
 # %% ../nbs/library/28_train.ipynb #3f3fb39a
 def parse_duration(s)->float|None: # '90s', '10m', '1.5h', or a number of seconds -> seconds; None: None
-    "Seconds of a duration written as `ssd-train --time` takes it, or a `CLIError` naming it"
+    "Seconds of a duration written as `ssd-train --time` takes it, or a `SettingError` naming it"
     if s is None: return None
     m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*', str(s))
-    if not m or float(m[1]) <= 0: raise CLIError(f'--time {s}: not a duration (write 90s, 10m or 1h)')
+    if not m or float(m[1]) <= 0: raise SettingError('time', f'{s}: not a duration (write 90s, 10m or 1h)')
     return float(m[1]) * {'': 1, 's': 1, 'm': 60, 'h': 3600}[m[2]]
 
 def _batch_seconds(learn, dl, n:int, train:bool)->float: # seconds a batch of `dl` takes (loading included), after one
@@ -339,10 +339,10 @@ def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or 
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train the SSD of `cfg` on `data` and write `model.safetensors`, `metrics.json` and `predictions.png` into `out`"
     t0, budget, show = _now(), parse_duration(time), not rank_distrib()
-    if budget and (resume or kwargs.get('epochs')): raise CLIError(f"--time: not with --{'resume' if resume else 'epochs'}")
+    if budget and (resume or kwargs.get('epochs')): raise SettingError('time', f": not with {'resume' if resume else 'epochs'}")
     if cfg is None and data is None: cfg = SHAPES
     out = Path(out)
-    if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
+    if out.exists() and not out.is_dir(): raise SettingError('out', f'{out}: exists and is not a folder')
     torch.set_num_threads(threads); set_seed(seed)
     if data is None: data = shapes_data(n_shapes, size=replace(cfg, **kwargs).size, seed=seed)
     ds = read_data(data, format, images, seed)
@@ -374,7 +374,7 @@ def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or 
             fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, done, [cp, *log, *L(cbs)], ck['opt'] if ck else None,
                     cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     except NonFiniteLossError as e:
-        raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
+        raise SSDError(f'training stopped: {e.msg}. Nothing was written to {out}' +
                        (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None
     if num_distrib() > 1 or done >= cfg.epochs:  # each process validated its share of the images (or none): all, in each
         cp.history[-1].update(_valid_record(learn))

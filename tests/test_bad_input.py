@@ -9,14 +9,16 @@ import torch
 from PIL import Image
 from fastai.vision.all import get_annotations
 
-from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarning, _voc_xml
+from ssd_nbs.data import make_shapes, ssd_dls
+
+from ssd_nbs.readers import voc_items, clean_items, VOCWarning, voc_xml
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import ssd_targets
 from ssd_nbs.metrics import MeanAP
 from ssd_nbs.report import error_report                                       # patches `SSDLearner.error_report`
 from ssd_nbs.core import CLIError
 from ssd_nbs.body import tiny_resnet
-from ssd_nbs.sources import coco_items
+from ssd_nbs.readers import coco_items
 from ssd_nbs.predict import predict_files
 from ssd_nbs.cli import train_main, predict_main
 

@@ -14,7 +14,8 @@ onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
 from ssd_nbs.anchors import make_anchors, bbox_to_activ
-from ssd_nbs.data import make_shapes, voc_items, ssd_dls, bccd_path
+from ssd_nbs.data import make_shapes, ssd_dls
+from ssd_nbs.readers import voc_items, bccd_path
 from ssd_nbs.body import tiny_resnet
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import SSDLoss

@@ -4,7 +4,9 @@ import pytest
 import torch
 from fastai.vision.all import set_seed
 
-from ssd_nbs.data import make_shapes, voc_items, ssd_dls
+from ssd_nbs.data import make_shapes, ssd_dls
+
+from ssd_nbs.readers import voc_items
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.body import tiny_cnn
 from ssd_nbs.inference import predict

@@ -8,7 +8,8 @@ def test_public_api_imports():
     from ssd_nbs.anchors import make_anchors, match_anchors, activ_to_bbox, bbox_to_activ
     from ssd_nbs.loss import SSDLoss
     from ssd_nbs.learner import ssd_learner
-    from ssd_nbs.data import make_shapes, voc_items, ssd_dls
+    from ssd_nbs.data import make_shapes, ssd_dls
+    from ssd_nbs.readers import voc_items
     from ssd_nbs.core import box_iou, show_boxes
     assert callable(ssd_learner) and len(make_anchors((4,2,1))) == 21
 

@@ -13,10 +13,11 @@ from fastai.vision.all import get_annotations
 
 torch.set_num_threads(1)
 from ssd_nbs.core import CLIError
-from ssd_nbs.data import make_shapes, voc_items, bccd_path, clean_items, VOCWarning, _parse_voc_xml, _voc_xml
+from ssd_nbs.data import make_shapes
+from ssd_nbs.readers import voc_items, bccd_path, clean_items, VOCWarning, parse_voc_xml, voc_xml
 from ssd_nbs.sources import (voc_folder_items, csv_items, yolo_items, coco_items, to_voc, to_csv, to_yolo, to_coco,
                              _yolo_line, _yolo_objs, _label_file)
-from ssd_nbs.layouts import detect_layout, read_data, data_items, describe, random_split, voc_splits
+from ssd_nbs.readers import detect_layout, read_data, data_items, describe, random_split, voc_splits
 
 N_BCCD = 24   # images of BCCD copied: the first 22, and the two with a degenerate box
 READERS = dict(voc=voc_folder_items, csv=csv_items, yolo=yolo_items, coco=coco_items)

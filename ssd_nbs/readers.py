@@ -17,7 +17,7 @@ from .files import DataError, SettingError, first_line
 # %% auto #0
 __all__ = ['CSV_HEADER', 'VOCAnnotation', 'IMG_EXTS', 'SHAPES_VALID', 'LAYOUTS', 'VOCWarning', 'short_list', 'clean_boxes',
            'voc_xml', 'to_voc', 'to_csv', 'to_yolo', 'to_coco', 'parse_voc_xml', 'split_names', 'voc_items',
-           'csv_items', 'yolo_items', 'coco_items', 'clean_items', 'bccd_path', 'cache_dir', 'shapes_data',
+           'clean_items', 'csv_items', 'yolo_items', 'coco_items', 'bccd_path', 'cache_dir', 'shapes_data',
            'voc_splits', 'random_split', 'detect_layout', 'DataSource', 'read_data', 'data_items', 'describe']
 
 # %% ../nbs/library/21_readers.ipynb #r010
@@ -280,6 +280,32 @@ def voc_items(path, # a VOCdevkit folder (Annotations/, JPEGImages/, ImageSets/M
     if split is None: _add(issues, 'images that no annotation names, not used', _unused(imgs, rows))
     return _finish('voc_items', path, rows, vocab, issues)
 
+# %% ../nbs/library/21_readers.ipynb #r077
+def _coords(b, name): # the 4 coordinates of box `b` (of image `name`) as finite floats, or a `DataError`
+    try: c = [float(v) for v in b]
+    except (TypeError, ValueError): c = []
+    if len(c) != 4 or not np.isfinite(c).all(): raise DataError(f'{name}: a box is not 4 finite numbers: {b!r}')
+    return c
+
+def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
+                vocab=None, # if given, boxes with other labels are dropped
+                source=None, # what the items were read from (a json file, say), for the messages
+               )->tuple: # (files, targets), files as `Path`s
+    "The `(files, targets)` of `items` with the policy of every reader: checked, clipped, reported once"
+    files, targets = items
+    if len(files) != len(targets): raise DataError(f'{source or "items"}: {len(files)} files but {len(targets)} targets')
+    issues, fs, ts = defaultdict(list), [], []
+    for f,(bs,ls) in zip(map(Path, files), targets):
+        if len(bs) != len(ls): raise DataError(f'{f}: {len(bs)} boxes but {len(ls)} labels')
+        objs = [(str(l), _coords(b, f)) for b,l in zip(bs, ls)]
+        if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
+        if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
+        fs.append(f); ts.append(t)
+    if not _has_box(ts):
+        raise DataError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
+    if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
+    return fs, ts
+
 # %% ../nbs/library/21_readers.ipynb #r058
 def _images_dir(src:Path, # an annotation file (CSV, json)
                 images, # the images' folder, if given
@@ -491,32 +517,6 @@ def coco_items(json_path, # a COCO json file
     if not crowd: return files, targets
     by_file = {folder/o['file_name']: crowds.get(o['id'], []) for o in d['images']}
     return files, targets, [([b for _,b in by_file[f]], [l for l,_ in by_file[f]]) for f in files]
-
-# %% ../nbs/library/21_readers.ipynb #r077
-def _coords(b, name): # the 4 coordinates of box `b` (of image `name`) as finite floats, or a `DataError`
-    try: c = [float(v) for v in b]
-    except (TypeError, ValueError): c = []
-    if len(c) != 4 or not np.isfinite(c).all(): raise DataError(f'{name}: a box is not 4 finite numbers: {b!r}')
-    return c
-
-def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
-                vocab=None, # if given, boxes with other labels are dropped
-                source=None, # what the items were read from (a json file, say), for the messages
-               )->tuple: # (files, targets), files as `Path`s
-    "The `(files, targets)` of `items` with the policy of every reader: checked, clipped, reported once"
-    files, targets = items
-    if len(files) != len(targets): raise DataError(f'{source or "items"}: {len(files)} files but {len(targets)} targets')
-    issues, fs, ts = defaultdict(list), [], []
-    for f,(bs,ls) in zip(map(Path, files), targets):
-        if len(bs) != len(ls): raise DataError(f'{f}: {len(bs)} boxes but {len(ls)} labels')
-        objs = [(str(l), _coords(b, f)) for b,l in zip(bs, ls)]
-        if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
-        if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
-        fs.append(f); ts.append(t)
-    if not _has_box(ts):
-        raise DataError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
-    if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
-    return fs, ts
 
 # %% ../nbs/library/21_readers.ipynb #r085
 def _repo_data()->Path: # the `data` folder of the clone that holds the package

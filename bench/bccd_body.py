@@ -22,7 +22,7 @@ from ssd_nbs.data import ssd_dls
 from ssd_nbs.readers import bccd_path
 from ssd_nbs.readers import data_items
 from ssd_nbs.learner import ssd_learner, LossPart
-from ssd_nbs.metrics import MeanAP
+from ssd_nbs.learner import MeanAP
 from ssd_nbs.train import fit_run, _fitted
 
 KEYS = ('arch', 'pretrained', 'stride', 'size', 'grids', 'zooms', 'nh', 'epochs', 'lr', 'bs', 'freeze_epochs', 'body_lr_div',

@@ -12,7 +12,7 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  #
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
 from .files import SSDError, SettingError
-from .predict import predict_files                                  # numpy and PIL: PyTorch only for its engine
+from .predict import predict_files, image_files                     # numpy and PIL: PyTorch only for its engine
 # Each command imports what it runs: ssd-train and ssd-data the training side (fastai), ssd-export PyTorch.
 
 # %% auto #0
@@ -61,12 +61,10 @@ def _dashes(args:list)->list: # `--max_det=3` -> `--max-det=3`
         return k.replace('_', '-') + eq + v
     return [fix(a) for a in args]
 
-class CLIError(Exception):
-    "Options of a command that do not go together: printed on one line, as an `SSDError` is"
+class CLIError(Exception): "Options of a command that do not go together: printed on one line, as an `SSDError` is"
 
 def _message(e:Exception)->str: # the one line a command prints for error `e`, a setting named as its option
-    if not isinstance(e, SettingError): return ' '.join(str(e).split())
-    return ' '.join(f"--{e.name.replace('_', '-')}{'' if e.msg.startswith(':') else ' '}{e.msg}".split())
+    return ' '.join((f"--{e.name.replace('_', '-')}{str(e)[len(e.name):]}" if isinstance(e, SettingError) else str(e)).split())
 
 def _show_warning(prog, message, category, filename, lineno, file=None, line=None):
     print(f'{prog}: warning: {message}', file=sys.stderr)
@@ -190,7 +188,6 @@ def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-tr
     "Export a model from ssd-train as one ONNX file (network, decoding, NMS), for onnxruntime and ssd-predict --engine onnx"
     from ssd_nbs.detector import load_detector
     from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map
-    from ssd_nbs.predict import image_files
     dest = export_detector(load_detector(model), onnx or Path(model).with_suffix('.onnx'), score_thresh, nms_iou, max_det)
     print(f'wrote {dest} ({dest.stat().st_size/1e6:.1f} MB); run it with ssd-predict --engine onnx {dest} IMAGES')
     if not int8: return

@@ -22,8 +22,7 @@ from .readers import shapes_data, read_data, describe
 from .config import SSDConfig, SHAPES, DATA, config_grids, derive_config, format_derived
 from .body import NoWeightsError
 from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
-from .learner import ssd_learner, NonFiniteLossError, LossPart
-from .metrics import MeanAP
+from .learner import ssd_learner, NonFiniteLossError, LossPart, MeanAP
 from .inference import show_detections
 from .detector import Detector
 from .report import save_errors

@@ -14,7 +14,7 @@ from ssd_nbs.data import make_shapes, ssd_dls
 from ssd_nbs.readers import voc_items, clean_items, VOCWarning, voc_xml
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import ssd_targets
-from ssd_nbs.metrics import MeanAP
+from ssd_nbs.learner import MeanAP
 from ssd_nbs.report import error_report                                       # patches `SSDLearner.error_report`
 from ssd_nbs.files import SSDError
 from ssd_nbs.body import tiny_resnet

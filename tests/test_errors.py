@@ -235,7 +235,7 @@ def test_learner_error_report_and_save_errors(tmp_path):
     from ssd_nbs.readers import voc_items
     from ssd_nbs.learner import ssd_learner
     from ssd_nbs.body import tiny_resnet
-    from ssd_nbs.metrics import MeanAP
+    from ssd_nbs.learner import MeanAP
     from ssd_nbs.report import save_errors
     torch.set_num_threads(1)
     path = make_shapes(tmp_path/'voc', n=12, size=64)

@@ -1,7 +1,7 @@
 """The exported ONNX detector gives the PyTorch detector's answers: on a shapes model and a BCCD-sized one (320 px),
 on real images of several sizes and on one with no detection; its post-processing is `decode_preds`'s; `predict_files`
 (`ssd-predict`) writes the same detections with either engine; what a user can get wrong is a one-line `SSDError`."""
-import json, sys
+import json, re, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -294,6 +294,22 @@ def test_torch_engine_needs_no_fastai(shapes, tmp_path):
     assert got['images'] == want['images'] and sum(len(o['labels']) for o in got['images']) > 0
     run('export', tmp_path/'model.safetensors', '--onnx', tmp_path/'m.onnx')
     assert_same(OnnxDetector(tmp_path/'m.onnx')(ims[:3]), OnnxDetector(fn)(ims[:3]))
+
+def test_export_int8_and_val_need_no_fastai(shapes, tmp_path):
+    """`ssd-export --int8` (calibrated on the validation images of the model's run, read by `readers`) and `--val` (scored by
+    `metrics`) work where fastai cannot be imported"""
+    import subprocess
+    learn,fn,ims = shapes
+    run = tmp_path/'run'; run.mkdir()
+    Detector.from_learner(learn).save(run/'model.safetensors')
+    (run/'metrics.json').write_text(json.dumps(dict(settings=dict(data=str(fn.parent/'data'), format='auto', seed=42))))
+    r = subprocess.run([sys.executable, '-c', NO_FASTAI, 'export', str(run/'model.safetensors'), '--int8', '--n-calib', '16',
+                        '--val', str(fn.parent/'data')], capture_output=True, text=True,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == '[]', r.stderr[-2000:]
+    assert 'int8, calibrated on 16 images' in r.stdout and (run/'model_int8.onnx').is_file(), r.stdout
+    m = re.search(r'mAP@0.5 on (\d+) validation images of .*: float ([\d.]+), int8 ([\d.]+)', r.stdout)
+    assert m and int(m[1]) == len(voc_items(fn.parent/'data', 'val')[0]) and float(m[2]) > 0, r.stdout
 
 @pytest.mark.parametrize('recipe', ['shapes', 'bccd'])
 def test_same_weights_as_with_fastai_layers(recipe, monkeypatch):

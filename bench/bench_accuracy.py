@@ -64,7 +64,7 @@ def load_data(name:str, quick:bool):
             tr,te = voc_items(p, 'trainval'), voc_items(p, 'test')
         d = cache_dir()/f"bench_bccd_{r.size}px"
         tr,te = squished_copy(tr, r.size, d), squished_copy(te, r.size, d)
-    else: tr,te = data_items(shapes_data(12000, size=r.size))                # ssd-train's 12,000 shapes
+    else: tr,te = data_items(shapes_data(size=r.size))                       # ssd-train's shapes (12,000 images)
     if quick:                                                                  # a few images: it only has to run
         tr,te = (tr[0][:64], tr[1][:64]), (te[0][:32], te[1][:32])
         if name == 'bccd': r = replace(r, size=128, grids=(8,4,2,1))

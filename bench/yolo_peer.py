@@ -5,7 +5,7 @@
     python bench/yolo_peer.py --quick                # a check that it runs (a message, and exit 0, without ultralytics)
 
 BCCD's `trainval` and `test` (`data_items(bccd_path(), 'voc', None, 42)`, as `bccd_body.py`) are written in the YOLO
-layout (`ssd_nbs.sources.to_yolo`); YOLOv8n trains offline (YOLO_OFFLINE=1, no plots, no AMP check, workers=0,
+layout (`ssd_nbs.readers.to_yolo`); YOLOv8n trains offline (YOLO_OFFLINE=1, no plots, no AMP check, workers=0,
 device cpu) for `--minutes`, then predicts the test images at conf 0.001, and `ssd_nbs.metrics.mean_ap` scores the
 detections against the same boxes as ours (mAP@0.5, area method). Writes wall and process CPU seconds."""
 import os, sys, time, json, argparse, importlib.util, tempfile

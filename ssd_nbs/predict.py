@@ -228,7 +228,7 @@ def _detector(model, engine:str): # a `Detector` or an `OnnxDetector`
         if not hasattr(model, 'dls'): return model                          # a `Detector`
         from ssd_nbs.detector import Detector
         return Detector.from_learner(model)                                 # an `SSDLearner`
-    if str(model).endswith('.onnx'): raise SettingError('engine', f": {model} is an ONNX file: run it with the onnx engine")
+    if str(model).endswith('.onnx'): raise SettingError('engine', f": {model}: an ONNX file: run it with the onnx engine")
     from ssd_nbs.detector import load_detector                              # PyTorch, for this engine only
     return load_detector(model)
 

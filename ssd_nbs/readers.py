@@ -42,7 +42,12 @@ def _image_size(f):
     except Exception: return None
 
 # %% ../nbs/library/21_readers.ipynb #r014
-def clean_boxes(objs, w, h, vocab, name, issues):
+def clean_boxes(objs, # [(label, [x1,y1,x2,y2])] in pixels
+                w, h, # the image's size
+                vocab, # if not None, boxes with other labels are dropped
+                name:str, # the annotation file, named in `issues`
+                issues, # defaultdict(list): what was dropped or clipped, by kind
+               )->tuple: # (boxes, labels) kept
     "Boxes and labels of `objs` (from annotation `name`) clipped to `w`x`h`; unknown labels and degenerate boxes dropped"
     boxes, lbls = [], []
     for lbl,b in objs:
@@ -567,7 +572,7 @@ def random_split(items:tuple, # (files, targets)
     return pick(sorted(idx[n_val:])), pick(sorted(idx[:n_val]))
 
 # %% ../nbs/library/21_readers.ipynb #r094
-LAYOUTS = ('shapes', 'voc', 'csv', 'yolo', 'coco')  # what `detect_layout` returns and `--format` accepts, with 'auto'
+LAYOUTS = ('shapes', 'voc', 'csv', 'yolo', 'coco')  # what `detect_layout` returns and `read_data`'s `fmt` takes, with 'auto'
 
 def _ann_files(p:Path, ext:str)->list: # the `.ext` files in folder `p` and one level below, not hidden
     return sorted(f for f in [*p.glob(f'*.{ext}'), *p.glob(f'*/*.{ext}')] if not _hidden(f, p))

@@ -18,10 +18,11 @@ import torch
 from fastai.vision.all import set_seed, Callback
 from fastai.callback.channelslast import ChannelsLast
 from ssd_nbs.config import RECIPES
-from ssd_nbs.data import ssd_dls, bccd_path
-from ssd_nbs.layouts import data_items
+from ssd_nbs.data import ssd_dls
+from ssd_nbs.readers import bccd_path
+from ssd_nbs.readers import data_items
 from ssd_nbs.learner import ssd_learner, LossPart
-from ssd_nbs.metrics import MeanAP
+from ssd_nbs.learner import MeanAP
 from ssd_nbs.train import fit_run
 from ssd_nbs.check import refit_anchors
 

@@ -27,12 +27,13 @@ from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from fastai.vision.all import (ParamScheduler, Callback, CancelFitException, CancelValidException, combined_cos, set_seed,
                                imagenet_stats)
-from ssd_nbs.data import voc_items, ssd_dls, bccd_path
+from ssd_nbs.data import ssd_dls
+from ssd_nbs.readers import voc_items, bccd_path
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.inference import detections, PostProcess
 from ssd_nbs.metrics import mean_ap
 from ssd_nbs.config import SHAPES, BCCD_SCRATCH
-from ssd_nbs.layouts import shapes_data, data_items, cache_dir
+from ssd_nbs.readers import shapes_data, data_items, cache_dir
 
 # the recipes of `ssd-train`, from ssd_nbs.config; the BCCD runs of bench/results/ kept `ssd_learner`'s old dropout
 # of 0.1 (ssd-train trains with 0), written out here
@@ -63,7 +64,7 @@ def load_data(name:str, quick:bool):
             tr,te = voc_items(p, 'trainval'), voc_items(p, 'test')
         d = cache_dir()/f"bench_bccd_{r.size}px"
         tr,te = squished_copy(tr, r.size, d), squished_copy(te, r.size, d)
-    else: tr,te = data_items(shapes_data(12000, size=r.size))                # ssd-train's 12,000 shapes
+    else: tr,te = data_items(shapes_data(size=r.size))                       # ssd-train's shapes (12,000 images)
     if quick:                                                                  # a few images: it only has to run
         tr,te = (tr[0][:64], tr[1][:64]), (te[0][:32], te[1][:32])
         if name == 'bccd': r = replace(r, size=128, grids=(8,4,2,1))

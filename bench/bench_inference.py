@@ -145,13 +145,13 @@ def main():
     sys.argv += ['--threads', '1', '--clock', 'cpu']
     args = p.parse_args()
     info = setup(args)
-    from ssd_nbs.layouts import read_data
+    from ssd_nbs.readers import read_data
     from ssd_nbs.detector import load_detector, build_detector
     from ssd_nbs.deploy import export_detector, quantize_onnx
     from ssd_nbs.config import RECIPES
     from ssd_nbs.predict import read_image
     tmp = Path(tempfile.mkdtemp())
-    from ssd_nbs.data import bccd_path
+    from ssd_nbs.readers import bccd_path
     ds = read_data(os.environ.get('BCCD') or bccd_path())
     if args.model: det = load_detector(args.model); src = Path(args.model)
     else:

@@ -28,7 +28,8 @@ from benchutil import machine_info
 import torch
 from torchvision.ops import box_iou
 from fastai.vision.all import set_seed
-from ssd_nbs.data import make_shapes, voc_items, ssd_dls
+from ssd_nbs.data import make_shapes, ssd_dls
+from ssd_nbs.readers import voc_items
 from ssd_nbs.config import SHAPES
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.metrics import mean_ap

@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import machine_info, table
-from ssd_nbs.data import bccd_path, voc_items
-from ssd_nbs.sources import to_voc, to_yolo, to_csv
-from ssd_nbs.layouts import cache_dir
+from ssd_nbs.readers import bccd_path, voc_items
+from ssd_nbs.readers import to_voc, to_yolo, to_csv
+from ssd_nbs.readers import cache_dir
 
 
 VERSION = 1                                        # bump when a data set's drawing or selection changes: redrawn

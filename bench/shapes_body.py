@@ -17,7 +17,7 @@ from benchutil import machine_info
 import torch
 from fastai.vision.all import set_seed, Callback, CancelFitException
 from ssd_nbs.config import SHAPES
-from ssd_nbs.layouts import shapes_data, data_items
+from ssd_nbs.readers import shapes_data, data_items
 from ssd_nbs.train import train, _learner
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -3,7 +3,7 @@
     python bench/wbc.py                  # the run of bench/RESULTS.md: about 10 minutes on one CPU thread
     python bench/wbc.py --quick          # 16 images, 1 epoch at 128 px: a check that it runs
 
-The data set is built with the package's own reader and writer: `voc_folder_items` reads every BCCD image, the
+The data set is built with the package's own reader and writer: `voc_items` reads every BCCD image, the
 boxes other than WBC are dropped (images left without a box too), and `to_voc` writes the rest as a LabelImg
 folder (`annotations/`, `images/`, no `ImageSets/`), so `ssd-train` validates on a seeded random fifth
 (`random_split`, seed 42). Then it runs `ssd-train` on it exactly as the printed command line says, and writes the
@@ -12,12 +12,12 @@ import sys, time, json, shlex, resource, argparse, tempfile
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchutil import machine_info
-from ssd_nbs.data import bccd_path
-from ssd_nbs.sources import voc_folder_items, to_voc
+from ssd_nbs.readers import bccd_path
+from ssd_nbs.readers import voc_items, to_voc
 from ssd_nbs.cli import train_main
 
 def wbc_items(n:int=0)->tuple: # (files, targets) of BCCD with WBC boxes only; the first `n` images (0: all)
-    files,targets = voc_folder_items(bccd_path())
+    files,targets = voc_items(bccd_path())
     keep = [(f, ([b for b,l in zip(bs,ls) if l == 'WBC'], ['WBC']*ls.count('WBC'))) for f,(bs,ls) in zip(files, targets)]
     keep = [(f, t) for f,t in keep if t[1]][:n or None]
     return [f for f,_ in keep], [t for _,t in keep]

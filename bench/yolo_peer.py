@@ -5,7 +5,7 @@
     python bench/yolo_peer.py --quick                # a check that it runs (a message, and exit 0, without ultralytics)
 
 BCCD's `trainval` and `test` (`data_items(bccd_path(), 'voc', None, 42)`, as `bccd_body.py`) are written in the YOLO
-layout (`ssd_nbs.sources.to_yolo`); YOLOv8n trains offline (YOLO_OFFLINE=1, no plots, no AMP check, workers=0,
+layout (`ssd_nbs.readers.to_yolo`); YOLOv8n trains offline (YOLO_OFFLINE=1, no plots, no AMP check, workers=0,
 device cpu) for `--minutes`, then predicts the test images at conf 0.001, and `ssd_nbs.metrics.mean_ap` scores the
 detections against the same boxes as ours (mAP@0.5, area method). Writes wall and process CPU seconds."""
 import os, sys, time, json, argparse, importlib.util, tempfile
@@ -35,9 +35,9 @@ ultralytics.utils.NUM_THREADS = ultralytics.utils.torch_utils.NUM_THREADS = a.th
 if a.clock == 'cpu':                                                      # the trainer's only clock is `time.time()`
     import types, ultralytics.engine.trainer as _tr
     _tr.time = types.SimpleNamespace(time=time.process_time)
-from ssd_nbs.data import bccd_path
-from ssd_nbs.layouts import data_items
-from ssd_nbs.sources import to_yolo
+from ssd_nbs.readers import bccd_path
+from ssd_nbs.readers import data_items
+from ssd_nbs.readers import to_yolo
 from ssd_nbs.metrics import mean_ap
 
 t0,c0 = time.time(),time.process_time()

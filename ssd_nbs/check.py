@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 from .files import atomic_path, write_json, plain_data
-from .layouts import read_data, describe
+from .readers import read_data, describe
 from .config import SSDConfig, SHAPES, DATA, config_grids, derive_config, format_derived
 from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
 

@@ -11,13 +11,13 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  # fastai's import: noise on stderr
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
-from .files import CLIError
-from .predict import predict_files                                  # numpy and PIL: PyTorch only for its engine
+from .files import SSDError, SettingError
+from .predict import predict_files, image_files                     # numpy and PIL: PyTorch only for its engine
 # Each command imports what it runs: ssd-train and ssd-data the training side (fastai), ssd-export PyTorch.
 
 # %% auto #0
-__all__ = ['add_options', 'cli_parser', 'recipe_parser', 'train_parser', 'ssd_train', 'train_main', 'ssd_data', 'data_main',
-           'ssd_predict', 'predict_main', 'ssd_export', 'export_main']
+__all__ = ['add_options', 'cli_parser', 'CLIError', 'recipe_parser', 'train_parser', 'ssd_train', 'train_main', 'ssd_data',
+           'data_main', 'ssd_predict', 'predict_main', 'ssd_export', 'export_main']
 
 # %% ../nbs/library/30_cli.ipynb #8f4c90d8
 _TYPES = {'int': int, 'float': float, 'str': str}
@@ -61,17 +61,22 @@ def _dashes(args:list)->list: # `--max_det=3` -> `--max-det=3`
         return k.replace('_', '-') + eq + v
     return [fix(a) for a in args]
 
+class CLIError(Exception): "Options of a command that do not go together: printed on one line, as an `SSDError` is"
+
+def _message(e:Exception)->str: # the one line a command prints for error `e`, a setting named as its option
+    return ' '.join((f"--{e.name.replace('_', '-')}{str(e)[len(e.name):]}" if isinstance(e, SettingError) else str(e)).split())
+
 def _show_warning(prog, message, category, filename, lineno, file=None, line=None):
     print(f'{prog}: warning: {message}', file=sys.stderr)
 
 def _run(func, prog:str, argv=None, parser=None):
-    "Parse `argv` (default `sys.argv[1:]`) for `func` and call it; a `CLIError` exits 1 with one line on stderr"
+    "Parse `argv` (default `sys.argv[1:]`) for `func` and call it; an `SSDError` or `CLIError` exits 1 with one line on stderr"
     args = vars((parser or cli_parser(func, prog)).parse_args(_dashes(sys.argv[1:] if argv is None else argv)))
     with warnings.catch_warnings():
         warnings.showwarning = partial(_show_warning, prog)
         try: func(**args)
-        except CLIError as e:
-            print(f'{prog}: error: {" ".join(str(e).split())}', file=sys.stderr); sys.exit(1)
+        except (SSDError, CLIError) as e:
+            print(f'{prog}: error: {_message(e)}', file=sys.stderr); sys.exit(1)
         except KeyboardInterrupt:
             print(f'{prog}: interrupted', file=sys.stderr); sys.exit(130)
 
@@ -91,7 +96,7 @@ def _shown(name:str)->str|None: # the default of a config option, as --help says
 def recipe_parser(func, prog:str, doc:str)->argparse.ArgumentParser:
     "A parser of `--recipe`, the options of `func` (`train`, `check_data`), then every setting of `SSDConfig`"
     from ssd_nbs.config import SSDConfig, RECIPES
-    from ssd_nbs.layouts import LAYOUTS
+    from ssd_nbs.readers import LAYOUTS
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=_HelpFormatter)
     p.add_argument('--recipe', choices=list(RECIPES), default=None,
                    help="the recipe the other options change (default: with --data, one derived from its training boxes "
@@ -167,7 +172,7 @@ def _run_valid(model:Path)->tuple: # (files, targets) of the validation images o
     mj = model.parent/'metrics.json'
     s = json.loads(mj.read_text()).get('settings', {}) if mj.is_file() else {}
     if not s.get('data'): raise CLIError(f'--int8: give --calib IMAGES ({mj} does not name the data of the run)')
-    from ssd_nbs.layouts import read_data
+    from ssd_nbs.readers import read_data
     return read_data(s['data'], s.get('format', 'auto'), s.get('images'), s.get('seed', 42)).valid
 
 def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-train
@@ -183,7 +188,6 @@ def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-tr
     "Export a model from ssd-train as one ONNX file (network, decoding, NMS), for onnxruntime and ssd-predict --engine onnx"
     from ssd_nbs.detector import load_detector
     from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map
-    from ssd_nbs.predict import image_files
     dest = export_detector(load_detector(model), onnx or Path(model).with_suffix('.onnx'), score_thresh, nms_iou, max_det)
     print(f'wrote {dest} ({dest.stat().st_size/1e6:.1f} MB); run it with ssd-predict --engine onnx {dest} IMAGES')
     if not int8: return
@@ -191,7 +195,7 @@ def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-tr
     q = quantize_onnx(dest, dest.with_name(dest.stem + '_int8.onnx'), files[:n_calib])
     print(f'wrote {q} ({q.stat().st_size/1e6:.1f} MB), int8, calibrated on {min(len(files), n_calib)} images')
     if val:
-        from ssd_nbs.layouts import read_data
+        from ssd_nbs.readers import read_data
         items = read_data(val).valid
         print(f'mAP@0.5 on {len(items[0])} validation images of {val}: float {onnx_map(dest, items):.3f}, int8 {onnx_map(q, items):.3f}')
 

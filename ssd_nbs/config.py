@@ -25,11 +25,11 @@ __all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', '
 
 # %% ../nbs/library/24_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
-    "A tuple from `s` ('a,b,c' or an iterable), each item through `conv`; a `CLIError` naming `opt` if that fails"
+    "A tuple from `s` ('a,b,c' or an iterable), each item through `conv`; a `SettingError` naming `opt` if that fails"
     items = s.split(',') if isinstance(s, str) else s
     try: res = tuple(conv(o) for o in items)
-    except (ValueError, TypeError) as e: raise CLIError(f'{opt} {s!r}: cannot read it ({e})') from None
-    if not res: raise CLIError(f'{opt} {s!r}: no value')
+    except (ValueError, TypeError) as e: raise SettingError(opt.lstrip('-'), f'{s!r}: cannot read it ({e})') from None
+    if not res: raise SettingError(opt.lstrip('-'), f'{s!r}: no value')
     return res
 
 def _pos(conv): # `conv`, checking the value is > 0
@@ -104,9 +104,9 @@ def from_dict(cls:SSDConfig, d:dict)->SSDConfig:
 
 # %% ../nbs/library/24_config.ipynb #472e6c1a
 def get_arch(name:str):
-    "The model function called `name` (one of `ARCHS` of `02_body`, or of `torchvision.models`), or a `CLIError`"
+    "The model function called `name` (one of `ARCHS` of `02_body`, or of `torchvision.models`), or a `SettingError`"
     try: return body_arch(name)
-    except ValueError as e: raise CLIError(f'--arch {e}') from None
+    except ValueError as e: raise SettingError('arch', str(e)) from None
 
 def _has_weights(arch)->bool: return arch not in (tiny_resnet, tiny_cnn)   # `pretrained=None`: ImageNet weights where they exist
 

@@ -13,7 +13,7 @@ import zlib
 
 # %% auto #0
 __all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_inter', 'box_iou', 'plain', 'show_boxes', 'show_fig',
-           'CLIError', 'first_line', 'atomic_path', 'write_json']
+           'SSDError', 'DataError', 'SettingError', 'first_line', 'atomic_path', 'write_json']
 
 # %% ../nbs/course/00_boxes.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -136,5 +136,5 @@ def show_fig(fig, # a matplotlib `Figure`, made with or without pyplot
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=dpi); display(IPImage(buf.getvalue()))
 
 # %% ../nbs/course/00_boxes.ipynb #95e850a0
-from .files import CLIError, first_line, atomic_path, write_json
-_all_ = ['CLIError', 'first_line', 'atomic_path', 'write_json']
+from .files import SSDError, DataError, SettingError, first_line, atomic_path, write_json
+_all_ = ['SSDError', 'DataError', 'SettingError', 'first_line', 'atomic_path', 'write_json']

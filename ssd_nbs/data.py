@@ -4,9 +4,7 @@
 
 # %% ../nbs/course/01_data.ipynb #3
 from __future__ import annotations
-import os, json, shutil, tempfile, warnings, colorsys
-import xml.etree.ElementTree as ET
-from collections import defaultdict
+import json, shutil, tempfile, colorsys
 from pathlib import Path
 import numpy as np
 from torch import Tensor
@@ -15,10 +13,10 @@ from fastprogress.fastprogress import progress_bar
 from fastai.vision.all import (DataBlock, ImageBlock, BBoxBlock, BBoxLblBlock, ItemGetter, RandomSplitter, IndexSplitter,
                                Resize, aug_transforms, Normalize, imagenet_stats, ItemTransform, TensorBBox,
                                TensorMultiCategory, Transform, PILImage, TfmdDL)
+from .readers import voc_xml, short_list
 
 # %% auto #0
-__all__ = ['SHAPES', 'make_shapes', 'VOCWarning', 'voc_items', 'bccd_path', 'clean_items', 'ClipBBox', 'SquishResize', 'CachedDL',
-           'ssd_dls']
+__all__ = ['SHAPES', 'make_shapes', 'ClipBBox', 'SquishResize', 'CachedDL', 'ssd_dls']
 
 # %% ../nbs/course/01_data.ipynb #6
 SHAPES = ('circle', 'square', 'triangle')  # the classes of `make_shapes`
@@ -95,24 +93,6 @@ def _tight_box(m): # (h, w) bool mask -> [x1,y1,x2,y2] around its True pixels, x
     ys, xs = np.nonzero(m)
     return [int(xs.min()), int(ys.min()), int(xs.max())+1, int(ys.max())+1]
 
-# %% ../nbs/course/01_data.ipynb #19
-def _voc_xml(fname, # image file name
-             w, h, # image size in pixels
-             objs, # [(label, [x1,y1,x2,y2]), ...] in pixels
-             depth=3)->str:
-    "The text of a Pascal VOC annotation file"
-    r = ET.Element('annotation')
-    ET.SubElement(r, 'folder').text, ET.SubElement(r, 'filename').text = 'JPEGImages', fname
-    sz = ET.SubElement(r, 'size')
-    for k,v in zip(('width','height','depth'), (w,h,depth)): ET.SubElement(sz, k).text = str(v)
-    for lbl,box in objs:
-        o = ET.SubElement(r, 'object')
-        ET.SubElement(o, 'name').text, ET.SubElement(o, 'difficult').text = lbl, '0'
-        bb = ET.SubElement(o, 'bndbox')
-        for k,v in zip(('xmin','ymin','xmax','ymax'), box): ET.SubElement(bb, k).text = str(v)
-    ET.indent(r, '\t')
-    return ET.tostring(r, encoding='unicode') + '\n'
-
 # %% ../nbs/course/01_data.ipynb #22
 def _write_shapes(path, n, size, seed, n_max, valid_pct, p_empty=0., **kwargs):
     "Draw `n` shapes images into the VOC folder `path` (a share `p_empty` of them without objects); split them"
@@ -123,7 +103,7 @@ def _write_shapes(path, n, size, seed, n_max, valid_pct, p_empty=0., **kwargs):
         empty = p_empty > 0 and rng.random() < p_empty                   # no draw at all when p_empty is 0: same files
         img, boxes, lbls, _ = _shapes_image(rng, size, 0 if empty else n_max)
         Image.fromarray(img).save(path/'JPEGImages'/f'{name}.jpg', quality=90)
-        (path/'Annotations'/f'{name}.xml').write_text(_voc_xml(f'{name}.jpg', size, size, list(zip(lbls, boxes))))
+        (path/'Annotations'/f'{name}.xml').write_text(voc_xml(f'{name}.jpg', size, size, list(zip(lbls, boxes))))
     val = set(rng.permutation(n)[:int(round(n*valid_pct))])
     splits = {'train': [o for i,o in enumerate(names) if i not in val], 'val': [o for i,o in enumerate(names) if i in val],
               'trainval': names}
@@ -165,157 +145,6 @@ def make_shapes(path, # folder for the data set; created if needed
         shutil.rmtree(tmp)
         if not _is_set(path, params): raise
     return path
-
-# %% ../nbs/course/01_data.ipynb #32
-class VOCWarning(UserWarning):
-    "Something in a Pascal VOC folder was dropped, clipped or skipped"
-
-def _names(names, k=10): # unique `names`, in order, the first `k` then "and N more"
-    u = list(dict.fromkeys(names))
-    return ', '.join(u[:k]) + (f' and {len(u)-k} more' if len(u) > k else '')
-
-# %% ../nbs/course/01_data.ipynb #34
-def _voc_xmls(path:Path, split, issues)->list:
-    "The annotation files of split `split` (all when `None`) of the VOC folder `path`"
-    if not path.is_dir(): raise FileNotFoundError(f'No data set folder at {path}')
-    ann = path/'Annotations'
-    if not ann.is_dir(): raise FileNotFoundError(f'No Annotations/ folder in {path}: is it a Pascal VOC folder?')
-    if split is None:
-        xmls = sorted(ann.glob('*.xml'))
-        if not xmls: raise FileNotFoundError(f'No .xml files in {ann}')
-        return xmls
-    sf = path/'ImageSets'/'Main'/f'{split}.txt'
-    if not sf.is_file():
-        raise FileNotFoundError(f'No split file {sf}; splits there: {sorted(o.stem for o in sf.parent.glob("*.txt"))}')
-    names = [l.split()[0] for l in sf.read_text().splitlines() if l.strip()]
-    if not names: raise ValueError(f'Split file {sf} is empty')
-    for n in names:
-        if not (ann/f'{n}.xml').is_file(): issues['names in the split without an annotation file, skipped'].append(n)
-    return [ann/f'{n}.xml' for n in names if (ann/f'{n}.xml').is_file()]
-
-# %% ../nbs/course/01_data.ipynb #36
-def _parse_voc_xml(f:Path):
-    "`(filename, (w,h) or None, [(label, [x1,y1,x2,y2]), ...])` from the VOC annotation file `f`"
-    try:
-        r = ET.parse(f).getroot()
-        sz = r.find('size')
-        wh = None if sz is None else tuple(int(float(sz.findtext(k))) for k in ('width','height'))
-        objs = [(o.findtext('name').strip(), [float(o.find('bndbox').findtext(k)) for k in ('xmin','ymin','xmax','ymax')])
-                for o in r.findall('object')]
-    except (ET.ParseError, AttributeError, TypeError, ValueError) as e:
-        raise ValueError(f'{f}: malformed VOC annotation ({type(e).__name__}: {e})') from e
-    if not all(np.isfinite(b).all() for _,b in objs): raise ValueError(f'{f}: a box coordinate is not a finite number')
-    return r.findtext('filename'), wh, objs
-
-# %% ../nbs/course/01_data.ipynb #38
-def _find_image(path, fname, stem):
-    "The image of annotation `stem`: `JPEGImages/fname`, else `JPEGImages/stem.{jpg,jpeg,png,...}`, else None"
-    d = path/'JPEGImages'
-    if fname and (d/fname).is_file(): return d/fname
-    exts = ('.jpg', '.jpeg', '.png', '.bmp', '.JPG', '.JPEG', '.PNG')
-    return next((d/f'{stem}{e}' for e in exts if (d/f'{stem}{e}').is_file()), None)
-
-def _image_size(f):
-    "Size `(w,h)` of image `f`, or None if it can't be decoded"
-    try:
-        with Image.open(f) as im:
-            sz = im.size
-            im.draft('RGB', (1,1)); im.load()   # JPEG: decode at 1/8 scale; other formats: full decode
-        return sz
-    except Exception: return None
-
-# %% ../nbs/course/01_data.ipynb #40
-def _clean_boxes(objs, w, h, vocab, name, issues):
-    "Boxes and labels of `objs` (from annotation `name`) clipped to `w`x`h`; unknown labels and degenerate boxes dropped"
-    boxes, lbls = [], []
-    for lbl,b in objs:
-        if vocab is not None and lbl not in vocab:
-            issues['boxes with a label not in vocab, dropped'].append(f'{name} ({lbl})'); continue
-        c = [min(max(b[0],0),w), min(max(b[1],0),h), min(max(b[2],0),w), min(max(b[3],0),h)]
-        if c[2] <= c[0] or c[3] <= c[1]:
-            issues['degenerate boxes (x2<=x1 or y2<=y1 after clipping), dropped'].append(name); continue
-        if c != b: issues['boxes partly outside the image, clipped'].append(name)
-        boxes.append(c); lbls.append(lbl)
-    return boxes, lbls
-
-# %% ../nbs/course/01_data.ipynb #42
-def _clean_item(f:Path, objs, vocab, name:str, issues, wh=None): # (boxes, labels), or None: skipped (said in `issues`)
-    "The cleaned boxes of image `f` (described by the file `name`, whose stated size is `wh`); `([], [])`: a negative"
-    sz = _image_size(f)
-    if sz is None: issues['unreadable images, skipped'].append(f.name); return None
-    if wh is not None and wh != sz: issues['images whose XML size differs from the file, real size used'].append(name)
-    boxes, lbls = _clean_boxes(objs, *sz, vocab, name, issues)
-    if objs and not boxes: issues['images whose every box was dropped, skipped (not negatives)'].append(name); return None
-    return boxes, lbls                                                     # no object at all: kept, a negative
-
-def voc_items(path, # a Pascal VOC folder: Annotations/, JPEGImages/, ImageSets/Main/
-              split=None, # name of a file in ImageSets/Main/ (e.g. 'train', 'test'); None: every annotation
-              vocab=None, # if given, boxes with other labels are dropped
-             )->tuple: # (files, targets), targets[i] = (boxes, labels), boxes in pixels
-    "Image files and `(boxes, labels)` of a Pascal VOC folder, with dirty data dropped or clipped and reported"
-    path, issues, files, targets = Path(path), defaultdict(list), [], []
-    for x in _voc_xmls(path, split, issues):
-        fname, wh, objs = _parse_voc_xml(x)
-        f = _find_image(path, fname, x.stem)
-        if f is None: issues['annotations without an image file, skipped'].append(x.name); continue
-        if (t := _clean_item(f, objs, vocab, x.name, issues, wh)) is None: continue
-        files.append(f); targets.append(t)
-    if not _has_box(targets):
-        raise ValueError(f'No usable image in {path} (split={split!r}){_negs(targets)}; problems: {_problems(issues)}')
-    if issues: _warn_issues(f'voc_items({str(path)!r})', issues, files, targets)
-    return files, targets
-
-def _has_box(targets)->bool: return any(len(b) for b,_ in targets)   # something to learn: a box somewhere
-def _negs(targets)->str: return f' ({len(targets)} images, all without objects)' if targets else ''
-def _problems(issues): return '; '.join(f'{len(v)} {k}: {_names(v, 3)}' for k,v in issues.items()) or 'none'
-
-def _warn_issues(what, issues, files, targets):
-    msg = '\n'.join(f'  - {len(v)} {k}: {_names(v)}' for k,v in issues.items())
-    n_box, n_neg = sum(len(b) for b,_ in targets), sum(not len(b) for b,_ in targets)
-    neg = f' ({n_neg} without objects: negatives)' if n_neg else ''
-    warnings.warn(f'{what} kept {len(files)} images{neg} and {n_box} boxes, but found:\n{msg}', VOCWarning, stacklevel=3)
-
-# %% ../nbs/course/01_data.ipynb #63
-def _repo_data()->Path: # the `data` folder of the clone that holds the package
-    import ssd_nbs
-    return Path(ssd_nbs.__file__).resolve().parent.parent/'data'
-
-def bccd_path()->Path:
-    "The BCCD folder: `$SSD_NBS_BCCD` if set, else the copy in the repository's `data/BCCD`"
-    if p := os.environ.get('SSD_NBS_BCCD'):
-        if not Path(p).is_dir(): raise FileNotFoundError(f'SSD_NBS_BCCD={p} is not a folder')
-        return Path(p)
-    p = _repo_data()/'BCCD'
-    if not (p/'Annotations').is_dir():
-        raise FileNotFoundError(f'No BCCD data set: it comes with a clone of the ssd_nbs repository (data/BCCD), and '
-                                f'this ssd_nbs is installed without one ({p} is missing); set SSD_NBS_BCCD to a copy of it')
-    return p
-
-# %% ../nbs/course/01_data.ipynb #75
-def _coords(b, name): # the 4 coordinates of box `b` (of image `name`) as finite floats, or a ValueError
-    try: c = [float(v) for v in b]
-    except (TypeError, ValueError): c = []
-    if len(c) != 4 or not np.isfinite(c).all(): raise ValueError(f'{name}: a box is not 4 finite numbers: {b!r}')
-    return c
-
-def clean_items(items, # (files, targets), e.g. from fastai's `get_annotations`
-                vocab=None, # if given, boxes with other labels are dropped
-                source=None, # what the items were read from (a json file, say), for the messages
-               )->tuple: # (files, targets), files as `Path`s
-    "The `(files, targets)` of `items` with the dirty-data policy of `voc_items`: checked, clipped, reported once"
-    files, targets = items
-    if len(files) != len(targets): raise ValueError(f'{source or "items"}: {len(files)} files but {len(targets)} targets')
-    issues, fs, ts = defaultdict(list), [], []
-    for f,(bs,ls) in zip(map(Path, files), targets):
-        if len(bs) != len(ls): raise ValueError(f'{f}: {len(bs)} boxes but {len(ls)} labels')
-        objs = [(str(l), _coords(b, f)) for b,l in zip(bs, ls)]
-        if not f.is_file(): issues['image files missing, skipped'].append(f.name); continue
-        if (t := _clean_item(f, objs, vocab, f.name, issues)) is None: continue
-        fs.append(f); ts.append(t)
-    if not _has_box(ts):
-        raise ValueError(f'No usable image in {source or "items"}{_negs(ts)}; problems: {_problems(issues)}')
-    if issues: _warn_issues(f'clean_items({str(source or "")!r})', issues, fs, ts)
-    return fs, ts
 
 # %% ../nbs/course/01_data.ipynb #85
 class ClipBBox(ItemTransform):
@@ -369,7 +198,7 @@ def ssd_dls(items, # (files, targets) as returned by `voc_items` or `get_annotat
     else:
         vocab = [str(o) for o in vocab if o != '#na#']
         bad = [f'{f.name} ({l})' for f,_,ls in rows+vrows for l in ls if l not in vocab]
-        if bad: raise ValueError(f'{len(bad)} boxes have a label that is not in vocab {vocab}: {_names(bad)}')
+        if bad: raise ValueError(f'{len(bad)} boxes have a label that is not in vocab {vocab}: {short_list(bad)}')
     augs = aug_transforms(max_rotate=0., max_zoom=1.1, max_warp=0.) if aug else []
     dblock = DataBlock(blocks=(ImageBlock, BBoxBlock, BBoxLblBlock(vocab=vocab)), n_inp=1,
                        getters=[ItemGetter(0), ItemGetter(1), ItemGetter(2)], splitter=splitter,

@@ -13,7 +13,7 @@ from torch import nn, Tensor
 from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
-from .core import CLIError, atomic_path, first_line
+from .core import SSDError, atomic_path, first_line
 from .body import IMAGENET_STATS
 from .loss import ssd_activation
 from .inference import PostProcess, group_rank
@@ -187,7 +187,7 @@ def quantize_onnx(src, # a file of `export_onnx`
     _need('onnxruntime')
     from onnxruntime.quantization import quantize_static, QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process
-    if not calib: raise CLIError('int8: no image to calibrate on')
+    if not calib: raise SSDError('int8: no image to calibrate on')
     meta,dest = OnnxDetector(src).meta, Path(dest)
     with atomic_path(dest) as t:
         pre = t.with_name(t.name + '.pre')

@@ -68,10 +68,10 @@ def _read_v1(p:Path)->tuple: # (config, vocab, state_dict) of a `model.pkl` of s
             warnings.simplefilter('ignore')                                # e.g. about a foreign file's pickle protocol
             d = torch.load(p, map_location='cpu', weights_only=True)
     except Exception as e:
-        raise CLIError(f'{p}: not a model file written by ssd-train: neither a safetensors file nor a PyTorch file of '
+        raise DataError(f'{p}: not a model file written by ssd-train: neither a safetensors file nor a PyTorch file of '
                        f'plain data ({_refused(e)})') from None
     if not isinstance(d, dict) or d.get('format') != _FORMAT_V1:
-        raise CLIError(f'{p}: a PyTorch file, but not a model written by ssd-train (no {FORMAT!r} format entry)')
+        raise DataError(f'{p}: a PyTorch file, but not a model written by ssd-train (no {FORMAT!r} format entry)')
     return _v1_config(d['spec']), d['vocab'], d['state_dict']
 
 def _read(p:Path)->tuple: # (config, vocab, state_dict) of a model file of either kind
@@ -79,18 +79,18 @@ def _read(p:Path)->tuple: # (config, vocab, state_dict) of a model file of eithe
         with safe_open(str(p), 'pt') as f: meta = f.metadata() or {}
     except Exception: return _read_v1(p)                                   # not a safetensors file
     if meta.get('format') != FORMAT:
-        raise CLIError(f'{p}: a safetensors file, but not a model written by ssd-train (no {FORMAT!r} format entry)')
+        raise DataError(f'{p}: a safetensors file, but not a model written by ssd-train (no {FORMAT!r} format entry)')
     return SSDConfig.from_dict(json.loads(meta['config'])), json.loads(meta['vocab']), load_file(str(p))
 
 def load_detector(fname)->Detector:
-    "The `Detector` in the file `fname` (`model.safetensors`, or a `model.pkl` of ssd_nbs 0.1), or a `CLIError`"
+    "The `Detector` in the file `fname` (`model.safetensors`, or a `model.pkl` of ssd_nbs 0.1), or a `DataError`"
     p = Path(fname)
-    if not p.is_file(): raise CLIError(f'{p}: no such model file')
+    if not p.is_file(): raise DataError(f'{p}: no such model file')
     cfg,vocab,sd = _read(p)
     try:
         det = build_detector(cfg, vocab)
         det.model.load_state_dict(sd)
-    except Exception as e: raise CLIError(f'{p}: a damaged model file ({type(e).__name__}: {first_line(e)})') from None
+    except Exception as e: raise DataError(f'{p}: a damaged model file ({type(e).__name__}: {first_line(e)})') from None
     return det
 
 # %% ../nbs/library/26_detector.ipynb #d309a947

@@ -13,7 +13,7 @@ from .config import SSDConfig, DATA, build_ssd, derive_config, format_derived
 from .fit import dls_boxes
 
 # %% auto #0
-__all__ = ['ssd_split', 'LossPart', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
+__all__ = ['ssd_split', 'LossPart', 'MeanAP', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
 
 # %% ../nbs/course/08_single_shot.ipynb #6
 def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
@@ -29,6 +29,12 @@ class LossPart(Metric):
     def value(self): return self.tot/self.n if self.n else None
     @property
     def name(self): return f'{self.part}_loss'
+
+# %% ../nbs/course/08_single_shot.ipynb #meanap
+from .metrics import MapAccumulator
+
+class MeanAP(MapAccumulator, Metric):
+    "The mAP of the validation set after each epoch, as a fastai `Metric`: `MapAccumulator` of `10_metrics`"
 
 # %% ../nbs/course/08_single_shot.ipynb #7
 class SSDLearner(Learner):

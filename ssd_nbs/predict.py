@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 from fastcore.basics import patch
-from .files import CLIError, atomic_path, first_line
+from .files import SSDError, DataError, SettingError, atomic_path, first_line
 
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'PIC', 'EXPORT_FORMAT', 'ONNX_CACHE', 'image_files', 'read_image', 'draw_preds', 'Journal', 'NeedsExtra',
@@ -32,11 +32,11 @@ def image_files(inputs)->list:
         p = Path(o)
         if p.is_dir():
             fs = sorted(_images_in(p))
-            if not fs: raise CLIError(f'{p}: no image files in this folder')
+            if not fs: raise DataError(f'{p}: no image files in this folder')
             res += fs
         elif p.is_file(): res.append(p)
-        else: raise CLIError(f'{p}: no such file or folder')
-    if not res: raise CLIError('no input image')
+        else: raise DataError(f'{p}: no such file or folder')
+    if not res: raise DataError('no input image')
     return res
 
 PIC = 1024  # longest side of the pictures `predict_files` draws, and about that of the images it reads
@@ -44,13 +44,13 @@ PIC = 1024  # longest side of the pictures `predict_files` draws, and about that
 def _fit(wh, size:int)->tuple: return tuple(max(1, round(o*min(1., size/max(wh)))) for o in wh)  # longest side <= size
 
 def read_image(f, size:int=PIC)->tuple: # (RGB PIL image, longest side at most `size`; (width, height) in the file)
-    "Read the image file `f` at reduced size (a JPEG is decoded at 1/2 to 1/8 scale), or a `CLIError` naming it"
+    "Read the image file `f` at reduced size (a JPEG is decoded at 1/2 to 1/8 scale), or a `DataError` naming it"
     try:
         with Image.open(f) as im:
             wh = im.size
             im.draft('RGB', _fit(wh, size))                                 # JPEG only: the decoder's own scaling
             im = im.convert('RGB')                                          # decodes
-    except Exception as e: raise CLIError(f'{f}: not a readable image ({type(e).__name__}: {first_line(e)})') from None
+    except Exception as e: raise DataError(f'{f}: not a readable image ({type(e).__name__}: {first_line(e)})') from None
     return (im.resize(_fit(im.size, size), Image.BILINEAR) if max(im.size) > size else im), wh
 
 # %% ../nbs/library/27_predict.ipynb #d24adc57
@@ -95,7 +95,7 @@ class Journal:
         old = json.loads(self.js.read_text()) if self.js.exists() else self.head
         for k in ('score_thresh', 'nms_iou', 'max_det'):
             if old.get(k) != self.head[k]:
-                raise CLIError(f'--resume: {self.js} was written with {k} {old.get(k)}, not {self.head[k]}: use another --out')
+                raise SettingError('resume', f': {self.js} was written with {k} {old.get(k)}, not {self.head[k]}: use another out folder')
         done,end = set(),0
         with open(self.jl, 'rb') as f:
             for line in f:
@@ -124,10 +124,10 @@ def write(self:Journal):
 # %% ../nbs/library/27_predict.ipynb #j3a4b5c6
 @patch
 def finish(self:Journal, n_files:int)->dict: # what detections.json holds
-    "Write detections.json a last time and name the skipped files in one warning; a `CLIError` if none could be read"
+    "Write detections.json a last time and name the skipped files in one warning; a `DataError` if none could be read"
     sk = self.skipped
     if sk and not self.n:
-        raise CLIError(sk[0]['error'] if len(sk) == 1 else f"none of the {len(sk)} images is readable: {sk[0]['error']}, ...")
+        raise DataError(sk[0]['error'] if len(sk) == 1 else f"none of the {len(sk)} images is readable: {sk[0]['error']}, ...")
     self.write()
     if sk: warnings.warn(f'skipped {len(sk)} of {n_files} images, not readable (listed in {self.js}): '
                          + '; '.join(o['error'] for o in sk[:3]) + (f'; and {len(sk)-3} more' if len(sk) > 3 else ''))
@@ -137,8 +137,8 @@ def finish(self:Journal, n_files:int)->dict: # what detections.json holds
 EXPORT_FORMAT = 'ssd_nbs.onnx/1'  # the `format` entry of an exported file's metadata
 _JSON = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
 
-class NeedsExtra(CLIError, ImportError):
-    "An optional package is missing: a `CLIError` (one line from the commands) and an `ImportError`"
+class NeedsExtra(SSDError, ImportError):
+    "An optional package is missing: an `SSDError` (one line from the commands) and an `ImportError`"
 
 def _need(mod:str): # import `mod`, or say in one line how to get it
     try: return __import__(mod)
@@ -179,14 +179,14 @@ class OnnxDetector:
     def __init__(self, fname, # an .onnx file from `export_onnx`
                  threads:int|None=None): # onnxruntime's intra-op threads (None: $OMP_NUM_THREADS, else onnxruntime's choice)
         ort = _need('onnxruntime')
-        if not Path(fname).is_file(): raise CLIError(f'{fname}: no such model file')
+        if not Path(fname).is_file(): raise DataError(f'{fname}: no such model file')
         so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS') or 0),1
         try: self.sess = _session(ort, Path(fname), so)
         except Exception as e:
-            raise CLIError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
+            raise DataError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
         self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
         if self.meta.get('format') != EXPORT_FORMAT:
-            raise CLIError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
+            raise DataError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
         self.vocab,self.size = self.meta['classes'],self.meta['size']
     def run(self, x:np.ndarray)->list: return self.sess.run(None, {'images': x})   # boxes, scores, labels, num_dets
 
@@ -195,10 +195,10 @@ class OnnxDetector:
 def settings(self:OnnxDetector, score_thresh=None, nms_iou=None, max_det=None)->tuple: # (score_thresh, nms_iou, max_det)
     "The file's decoding settings, or a higher threshold and fewer detections applied after it; NMS's IoU is the file's"
     m,again = self.meta, 'export the model again (ssd-export) with that'
-    if nms_iou is not None and nms_iou != m['nms_iou']: raise CLIError(f"nms_iou {nms_iou}: this file does NMS at IoU {m['nms_iou']}; {again}")
+    if nms_iou is not None and nms_iou != m['nms_iou']: raise SettingError('nms_iou', f"{nms_iou}: this file does NMS at IoU {m['nms_iou']}; {again}")
     if score_thresh is not None and score_thresh < m['score_thresh']:
-        raise CLIError(f"score_thresh {score_thresh}: this file keeps scores above {m['score_thresh']}; {again}")
-    if max_det is not None and max_det > m['max_det']: raise CLIError(f"max_det {max_det}: this file keeps at most {m['max_det']}; {again}")
+        raise SettingError('score_thresh', f"{score_thresh}: this file keeps scores above {m['score_thresh']}; {again}")
+    if max_det is not None and max_det > m['max_det']: raise SettingError('max_det', f"{max_det}: this file keeps at most {m['max_det']}; {again}")
     return (m['score_thresh'] if score_thresh is None else score_thresh), m['nms_iou'], (m['max_det'] if max_det is None else max_det)
 
 # %% ../nbs/library/27_predict.ipynb #31
@@ -223,12 +223,12 @@ def __call__(self:OnnxDetector, ims:list, # PIL images
 # %% ../nbs/library/27_predict.ipynb #697748eb
 def _detector(model, engine:str): # a `Detector` or an `OnnxDetector`
     if engine == 'onnx': return model if isinstance(model, OnnxDetector) else OnnxDetector(model)
-    if engine != 'torch': raise CLIError(f"engine {engine!r}: 'torch' or 'onnx'")
+    if engine != 'torch': raise SettingError('engine', f"{engine!r}: 'torch' or 'onnx'")
     if not isinstance(model, (str, Path)):
         if not hasattr(model, 'dls'): return model                          # a `Detector`
         from ssd_nbs.detector import Detector
         return Detector.from_learner(model)                                 # an `SSDLearner`
-    if str(model).endswith('.onnx'): raise CLIError(f'{model}: an ONNX file: run it with the onnx engine (--engine onnx)')
+    if str(model).endswith('.onnx'): raise SettingError('engine', f": {model}: an ONNX file: run it with the onnx engine")
     from ssd_nbs.detector import load_detector                              # PyTorch, for this engine only
     return load_detector(model)
 
@@ -236,7 +236,7 @@ def _read_all(part:list, skipped:list)->list: # [(file, picture, image, (w, h))]
     res = []
     for f,name in part:
         try: res.append((f, name, *read_image(f)))
-        except CLIError as e: skipped.append(dict(file=str(f), error=str(e)))
+        except SSDError as e: skipped.append(dict(file=str(f), error=str(e)))
     return res
 
 def _record(out:Path, vocab, f, name, im, wh, p)->dict: # draw the picture; the image's entry in detections.json
@@ -261,7 +261,7 @@ def predict_files(model, # a model file from `ssd-train`, a `Detector` or an `SS
                  )->dict: # what is written to detections.json
     "Detect objects in `inputs` batch by batch; write an annotated picture of each and detections.json into `out`"
     det,files,out = _detector(model, engine), image_files(inputs), Path(out)
-    if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
+    if out.exists() and not out.is_dir(): raise SettingError('out', f'{out}: exists and is not a folder')
     thr = det.settings(score_thresh, nms_iou, max_det)
     head = dict(model=str(model) if isinstance(model, (str, Path)) else None, engine=engine,
                 **dict(zip(('score_thresh', 'nms_iou', 'max_det'), thr)))

@@ -20,12 +20,11 @@ import ssd_nbs
 from .core import *
 from .files import plain_data
 from .data import ssd_dls
-from .layouts import shapes_data, read_data, describe
+from .readers import shapes_data, read_data, describe
 from .config import SSDConfig, SHAPES
 from .check import recipe_for
 from .body import NoWeightsError
-from .learner import ssd_learner, NonFiniteLossError, LossPart
-from .metrics import MeanAP
+from .learner import ssd_learner, NonFiniteLossError, LossPart, MeanAP
 from .inference import show_detections
 from .detector import Detector
 from .report import save_errors
@@ -55,12 +54,12 @@ def _learner(tr, va, cfg:SSDConfig, workers:int=0, vocab=None):
     "`ssd_learner` of `cfg` on the items `tr` and `va`, with the mAP in the progress table"
     cache = workers == 0 and (len(tr[0]) + len(va[0])) * 3 * cfg.size**2 < CACHE_BYTES
     try: dls = ssd_dls(tr, va, size=cfg.size, bs=cfg.bs, num_workers=workers, vocab=vocab, cache=cache)
-    except ValueError as e: raise CLIError(f'the data does not fit the classes of the saved model: {first_line(e)}') from None
+    except ValueError as e: raise DataError(f'the data does not fit the classes of the saved model: {first_line(e)}') from None
     try: return ssd_learner(dls, cfg, metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()], cbs=ChannelsLast())
-    except NoWeightsError as e: raise CLIError(str(e)) from None                     # one line, naming the offline body
+    except NoWeightsError as e: raise SSDError(str(e)) from None                     # one line, naming the offline body
     except (ValueError, RuntimeError, TypeError, StopIteration) as e:
         grids = 'the grids of the body' if cfg.grids is None else ','.join(map(str, cfg.grids))
-        raise CLIError(f"cannot build an SSD on --arch {cfg.arch} at --size {cfg.size} with --grids {grids}: "
+        raise SettingError('grids', f"{grids}: cannot build an SSD on arch {cfg.arch} at size {cfg.size}: "
                        f"{first_line(e)}") from None
 
 # %% ../nbs/library/28_train.ipynb #d54bc387
@@ -168,15 +167,15 @@ class Checkpoint:
         with atomic_path(fname) as t: torch.save(plain_data(vars(self)), t)
 
     @classmethod
-    def load(cls, fname)->Checkpoint: # or a `CLIError` saying why `fname` is not one this version reads
+    def load(cls, fname)->Checkpoint: # or a `DataError` saying why `fname` is not one this version reads
         try: d = torch.load(fname, map_location='cpu', weights_only=True)
         except Exception as e:
-            raise CLIError(f'{fname}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
+            raise DataError(f'{fname}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
         if not isinstance(d, dict) or not str(d.get('format')).startswith(cls.format):
-            raise CLIError(f'{fname}: not a checkpoint written by ssd-train')
+            raise DataError(f'{fname}: not a checkpoint written by ssd-train')
         if d.get('version') != cls.version or set(d) != {f.name for f in fields(cls)}:
-            raise CLIError(f"{fname}: a checkpoint of another version of ssd_nbs ({d.get('version', 1)}, not {cls.version}); "
-                           'use another --out to start again')
+            raise DataError(f"{fname}: a checkpoint of another version of ssd_nbs ({d.get('version', 1)}, not {cls.version}); "
+                           'use another out folder to start again')
         return cls(**d)
 
 # %% ../nbs/library/28_train.ipynb #34814b2c
@@ -214,15 +213,15 @@ def differences(self:Checkpoint, cfg:SSDConfig, source:dict)->dict: # {setting: 
     return diff | {k: (v, source.get(k)) for k,v in self.source.items() if not _same_source(k, v, source.get(k))}
 
 def resume_from(fname, cfg:SSDConfig, source:dict)->Checkpoint|None:
-    "The checkpoint in `fname` if it was made with `cfg` on the data of `source`; None if there is none; else a `CLIError`"
+    "The checkpoint in `fname` if it was made with `cfg` on the data of `source`; None if there is none; else a `SettingError`"
     p = Path(fname)
     if not p.is_file():
         warnings.warn(f'--resume: no checkpoint in {p.parent}, so starting from the first epoch'); return None
     ck = Checkpoint.load(p)
     for k,(a,b) in ck.differences(cfg, source).items():
-        raise CLIError(f"--resume: {p} was made with --{k.replace('_', '-')} {plain_data(a)}, not {plain_data(b)}; use the "
-                       "same options, or another --out to start again")
-    if ck.epoch > cfg.epochs: raise CLIError(f"--resume: {p} has done {ck.epoch} epochs, more than --epochs {cfg.epochs}")
+        raise SettingError('resume', f": {p} was made with {k} {plain_data(a)}, not {plain_data(b)}; use the same "
+                                     "settings, or another out folder to start again")
+    if ck.epoch > cfg.epochs: raise SettingError('resume', f": {p} has done {ck.epoch} epochs, more than epochs {cfg.epochs}")
     return ck
 
 # %% ../nbs/library/28_train.ipynb #2d326669
@@ -240,7 +239,7 @@ def _distrib_ctx(learn):
     "`learn.distrib_ctx()` in a distributed run (`WORLD_SIZE` > 1), else a context that does nothing"
     if num_distrib() <= 1: return contextlib.nullcontext()
     try: import fastai.distributed
-    except Exception: raise CLIError('a distributed run needs accelerate: pip install accelerate') from None
+    except Exception: raise SSDError('a distributed run needs accelerate: pip install accelerate') from None
     gpu = torch.cuda.is_available()
     if not gpu: fastai.distributed.DistributedDL._broadcast = _broadcast_cpu
     return learn.distrib_ctx(sync_bn=gpu, cpu=not gpu)     # SyncBatchNorm needs GPUs; `cpu`: accelerate's gloo processes
@@ -251,10 +250,10 @@ def _fp16(learn):
 
 # %% ../nbs/library/28_train.ipynb #3f3fb39a
 def parse_duration(s)->float|None: # '90s', '10m', '1.5h', or a number of seconds -> seconds; None: None
-    "Seconds of a duration written as `ssd-train --time` takes it, or a `CLIError` naming it"
+    "Seconds of a duration written as `ssd-train --time` takes it, or a `SettingError` naming it"
     if s is None: return None
     m = re.fullmatch(r'\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*', str(s))
-    if not m or float(m[1]) <= 0: raise CLIError(f'--time {s}: not a duration (write 90s, 10m or 1h)')
+    if not m or float(m[1]) <= 0: raise SettingError('time', f'{s}: not a duration (write 90s, 10m or 1h)')
     return float(m[1]) * {'': 1, 's': 1, 'm': 60, 'h': 3600}[m[2]]
 
 def _batch_seconds(learn, dl, n:int, train:bool)->float: # seconds a batch of `dl` takes (loading included), after one
@@ -315,10 +314,10 @@ def keep_freed_memory()->bool: # False where it cannot: not Linux with glibc
 def _setup(threads:int, seed:int): # the process, before anything is read or built
     torch.set_num_threads(threads); keep_freed_memory(); set_seed(seed)
 
-def _out_folder(out, budget, resume:bool, kwargs:dict)->Path: # `out`, or a `CLIError` for options that don't go together
-    if budget and (resume or kwargs.get('epochs')): raise CLIError(f"--time: not with --{'resume' if resume else 'epochs'}")
+def _out_folder(out, budget, resume:bool, kwargs:dict)->Path: # `out`, or a `SettingError` for settings that don't go together
+    if budget and (resume or kwargs.get('epochs')): raise SettingError('time', f": not with {'resume' if resume else 'epochs'}")
     out = Path(out)
-    if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
+    if out.exists() and not out.is_dir(): raise SettingError('out', f'{out}: exists and is not a folder')
     return out
 
 def _with_budget(learn, cfg:SSDConfig, budget:float, spent:float, derived:dict, show:bool)->SSDConfig:
@@ -344,7 +343,7 @@ def _fit(learn, cfg:SSDConfig, cp:CheckpointCallback, ck:Checkpoint|None, cbs:li
             fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, ck.epoch if ck else 0, [cp, *cbs], ck.opt if ck else None,
                     cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
     except NonFiniteLossError as e:
-        raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
+        raise SSDError(f'training stopped: {e.msg}. Nothing was written to {out}' +
                        (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None
     if num_distrib() > 1 or (ck and ck.epoch >= cfg.epochs):  # each process validated its share of the images (or none)
         cp.history[-1].update(_valid_record(learn))             # all of them, in each process

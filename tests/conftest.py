@@ -57,7 +57,8 @@ def trained_learner(shapes_voc):
     validation loss before training: `(learn, untrained_loss)`. Shared: a test that changes the learner trains its own."""
     import torch
     from fastai.vision.all import set_seed
-    from ssd_nbs.data import voc_items, ssd_dls
+    from ssd_nbs.data import ssd_dls
+    from ssd_nbs.readers import voc_items
     from ssd_nbs.learner import ssd_learner
     from ssd_nbs.body import tiny_cnn
     torch.set_num_threads(1)

@@ -9,14 +9,16 @@ import torch
 from PIL import Image
 from fastai.vision.all import get_annotations
 
-from ssd_nbs.data import make_shapes, voc_items, clean_items, ssd_dls, VOCWarning, _voc_xml
+from ssd_nbs.data import make_shapes, ssd_dls
+
+from ssd_nbs.readers import voc_items, clean_items, VOCWarning, voc_xml
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import ssd_targets
-from ssd_nbs.metrics import MeanAP
+from ssd_nbs.learner import MeanAP
 from ssd_nbs.report import error_report                                       # patches `SSDLearner.error_report`
-from ssd_nbs.core import CLIError
+from ssd_nbs.files import SSDError
 from ssd_nbs.body import tiny_resnet
-from ssd_nbs.sources import coco_items
+from ssd_nbs.readers import coco_items
 from ssd_nbs.predict import predict_files
 from ssd_nbs.cli import train_main, predict_main
 
@@ -65,7 +67,7 @@ def _voc(d, anns, src):
     "A VOC folder `d`: `anns` maps a name to its objects [(label, box)], or to raw XML; images copied from `src`, in order"
     for s in ('Annotations', 'JPEGImages'): (d/s).mkdir(parents=True, exist_ok=True)
     for i,(name,objs) in enumerate(anns.items()):
-        xml = objs if isinstance(objs, str) else _voc_xml(f'{name}.jpg', 64, 64, objs)
+        xml = objs if isinstance(objs, str) else voc_xml(f'{name}.jpg', 64, 64, objs)
         (d/'Annotations'/f'{name}.xml').write_text(xml)
         shutil.copy(src/'JPEGImages'/f'{i%12:06d}.jpg', d/'JPEGImages'/f'{name}.jpg')
     return d
@@ -127,7 +129,7 @@ def _errors(tmp, src):
     (useless/'JPEGImages'/'b.jpg').write_bytes(b'')
     notvoc = e/'notvoc'; notvoc.mkdir(parents=True); shutil.copy(src/'JPEGImages'/'000000.jpg', notvoc)
     badxml = _voc(e/'badxml', {'a': [('circle', box)], 'bad': '<annotation><object><name>circle</name>'}, src)
-    nonum = _voc(e/'nonum', {'a': [('circle', box)], 'bad': _voc_xml('bad.jpg', 64, 64, [('circle', ['ten', 1, 2, 3])])}, src)
+    nonum = _voc(e/'nonum', {'a': [('circle', box)], 'bad': voc_xml('bad.jpg', 64, 64, [('circle', ['ten', 1, 2, 3])])}, src)
     emptysplit = _voc(e/'emptysplit', {'a': [('circle', box)], 'b': [('square', box)]}, src)
     (emptysplit/'ImageSets'/'Main').mkdir(parents=True)
     (emptysplit/'ImageSets'/'Main'/'train.txt').write_text('a\nb\n'); (emptysplit/'ImageSets'/'Main'/'val.txt').write_text('\n')
@@ -242,7 +244,7 @@ def test_api_refusals_name_the_file(errors):
             else: voc_items(path)
         msg = str(e.value)
         assert want in msg and '\n' not in msg, (case, msg)
-        assert type(e.value).__name__ in ('ValueError', 'FileNotFoundError', 'CLIError'), (case, repr(e.value))
+        assert type(e.value).__name__ == 'DataError', (case, repr(e.value))
 
 def test_api_predict_on_gray_rgba_and_broken_images(tmp, dirty, runs):
     model = tmp/'run_voc'/'model.safetensors'
@@ -250,7 +252,7 @@ def test_api_predict_on_gray_rgba_and_broken_images(tmp, dirty, runs):
     res = predict_files(model, [dirty/'JPEGImages'/'gray.png', dirty/'JPEGImages'/'rgba.png'], tmp/'api_preds', score_thresh=0.0, max_det=5)
     assert [(o['width'], o['height']) for o in res['images']] == [(64, 64), (64, 64)] and res['images'][0]['boxes']
     for bad,want in (('truncated.jpg', 'not a readable image'), ('missing.jpg', 'no such file')):
-        with pytest.raises(CLIError, match=f'{bad}: {want}'): predict_files(model, [dirty/'JPEGImages'/bad], tmp/'p2')
+        with pytest.raises(SSDError, match=f'{bad}: {want}'): predict_files(model, [dirty/'JPEGImages'/bad], tmp/'p2')
     assert not (tmp/'p2').exists()
 
 # ---- the commands
@@ -258,7 +260,7 @@ def test_api_predict_on_gray_rgba_and_broken_images(tmp, dirty, runs):
 def test_cli_trains_on_dirty_voc_and_names_the_files_in_one_warning(tmp, runs):
     rc, out, err = runs['voc']
     assert rc == 0 and 'Traceback' not in err, err
-    data_warn = [w for w in warned(err, 'ssd-train') if w.startswith(('voc_items(', 'voc_folder_items('))]
+    data_warn = [w for w in warned(err, 'ssd-train') if w.startswith('voc_items(')]
     assert len(data_warn) == 1, err
     for name in NAMED: assert name in data_warn[0], (name, err)
     assert any('more objects than the 5 anchors' in w and 'crowded.jpg' in w for w in warned(err, 'ssd-train')), err

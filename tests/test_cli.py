@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from safetensors.torch import load_file
-from ssd_nbs.data import make_shapes, voc_items
+from ssd_nbs.data import make_shapes
+from ssd_nbs.readers import voc_items
 from ssd_nbs.detector import load_detector
 from ssd_nbs.train import Checkpoint
 

@@ -13,7 +13,7 @@ def _run(code, cwd, pythonpath=None):
 
 def test_clone_finds_its_own_copy(tmp_path):
     "From any folder, with `SSD_NBS_BCCD` unset, the package of this clone finds `data/BCCD` inside the clone"
-    r = _run('from ssd_nbs.data import bccd_path; print(bccd_path())', tmp_path, ROOT)
+    r = _run('from ssd_nbs.readers import bccd_path; print(bccd_path())', tmp_path, ROOT)
     assert r.returncode == 0, r.stderr
     p = Path(r.stdout.strip())
     assert p == ROOT/'data'/'BCCD'
@@ -26,7 +26,7 @@ def test_nothing_outside_the_clone_is_looked_at(tmp_path):
     `shared/data/BCCD` beside it or above the current folder: one line says where the data comes from"""
     (tmp_path/'shared'/'data'/'BCCD'/'Annotations').mkdir(parents=True)      # a decoy that must not be used
     site = tmp_path/'site'; shutil.copytree(ROOT/'ssd_nbs', site/'ssd_nbs', ignore=shutil.ignore_patterns('__pycache__'))
-    r = _run('from ssd_nbs.data import bccd_path; bccd_path()', tmp_path, site)
+    r = _run('from ssd_nbs.readers import bccd_path; bccd_path()', tmp_path, site)
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith('FileNotFoundError: No BCCD data set: it comes with a clone of the ssd_nbs repository (data/BCCD)')
@@ -34,6 +34,6 @@ def test_nothing_outside_the_clone_is_looked_at(tmp_path):
 
 def test_the_setting_points_at_another_copy(tmp_path):
     env_dir = tmp_path/'my_bccd'; env_dir.mkdir()
-    r = subprocess.run([sys.executable, '-c', 'from ssd_nbs.data import bccd_path; print(bccd_path())'], cwd=tmp_path,
+    r = subprocess.run([sys.executable, '-c', 'from ssd_nbs.readers import bccd_path; print(bccd_path())'], cwd=tmp_path,
                        env={**os.environ, 'SSD_NBS_BCCD': str(env_dir), 'PYTHONPATH': str(ROOT)}, capture_output=True, text=True)
     assert r.returncode == 0 and Path(r.stdout.strip()) == env_dir

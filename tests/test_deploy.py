@@ -1,7 +1,7 @@
 """The exported ONNX detector gives the PyTorch detector's answers: on a shapes model and a BCCD-sized one (320 px),
 on real images of several sizes and on one with no detection; its post-processing is `decode_preds`'s; `predict_files`
-(`ssd-predict`) writes the same detections with either engine; what a user can get wrong is a one-line `CLIError`."""
-import json, sys
+(`ssd-predict`) writes the same detections with either engine; what a user can get wrong is a one-line `SSDError`."""
+import json, re, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -14,12 +14,13 @@ onnx = pytest.importorskip('onnx')
 ort = pytest.importorskip('onnxruntime')
 
 from ssd_nbs.anchors import make_anchors, bbox_to_activ
-from ssd_nbs.data import make_shapes, voc_items, ssd_dls, bccd_path
+from ssd_nbs.data import make_shapes, ssd_dls
+from ssd_nbs.readers import voc_items, bccd_path
 from ssd_nbs.body import tiny_resnet
 from ssd_nbs.learner import ssd_learner
 from ssd_nbs.loss import SSDLoss
 from ssd_nbs.inference import decode_preds, PostProcess
-from ssd_nbs.core import CLIError
+from ssd_nbs.files import SSDError
 from ssd_nbs.detector import Detector
 from ssd_nbs.predict import predict_files
 from ssd_nbs.deploy import (export_onnx, export_detector, OnnxDetector, SSDExport, NeedsExtra, EXPORT_FORMAT, OPSET, fold_pads,
@@ -96,7 +97,7 @@ def test_batches_of_any_size(shapes):
 def test_limits(shapes):
     det = OnnxDetector(shapes[1])
     for kw in (dict(nms_iou=0.6), dict(score_thresh=0.2), dict(max_det=101)):
-        with pytest.raises(CLIError, match='export the model again'): det([GREY], **kw)
+        with pytest.raises(SSDError, match='export the model again'): det([GREY], **kw)
     assert det.settings() == (0.3, 0.5, 100) and det.settings(0.4, 0.5, 7) == (0.4, 0.5, 7)
 
 def test_export_detector_takes_the_config_settings(shapes, tmp_path):
@@ -174,8 +175,8 @@ def test_postprocess_is_decode_preds(tmp_path, thresh, iou, max_det):
 
 def test_missing_onnxruntime_says_how_to_install(shapes, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, 'onnxruntime', None)
-    with pytest.raises(ImportError) as e: OnnxDetector(shapes[1])       # an ImportError, and a CLIError
-    assert isinstance(e.value, CLIError) and 'pip install -e ".[onnx]"' in str(e.value) and '\n' not in str(e.value)
+    with pytest.raises(ImportError) as e: OnnxDetector(shapes[1])       # an ImportError, and an SSDError
+    assert isinstance(e.value, SSDError) and 'pip install -e ".[onnx]"' in str(e.value) and '\n' not in str(e.value)
     code,err = _predict(monkeypatch, capsys, shapes[1], tmp_path, '--engine', 'onnx')
     assert (code, err) == (1, 'ssd-predict: error: onnxruntime is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)\n')
 
@@ -191,14 +192,14 @@ def _predict(monkeypatch, capsys, model, tmp_path, *args): # (exit code, stderr)
 def test_not_an_export(tmp_path, shapes, monkeypatch, capsys):
     m = onnx.load(shapes[1]); del m.metadata_props[:]
     onnx.save(m, tmp_path/'bare.onnx')
-    with pytest.raises(CLIError, match='bare.onnx: an ONNX file, but not one written by export_onnx'): OnnxDetector(tmp_path/'bare.onnx')
+    with pytest.raises(SSDError, match='bare.onnx: an ONNX file, but not one written by export_onnx'): OnnxDetector(tmp_path/'bare.onnx')
     (tmp_path/'model.safetensors').write_bytes(b'not onnx at all')
     for f,want in ((tmp_path/'model.safetensors', 'model.safetensors: not an ONNX file (ssd-export writes one)'),
                    (tmp_path/'missing.onnx', 'missing.onnx: no such model file')):
         code,err = _predict(monkeypatch, capsys, f, tmp_path, '--engine', 'onnx')
         assert code == 1 and len(err.splitlines()) == 1 and want in err, err
     code,err = _predict(monkeypatch, capsys, shapes[1], tmp_path)           # an .onnx file, the torch engine
-    assert code == 1 and 'shapes.onnx: an ONNX file: run it with the onnx engine (--engine onnx)' in err, err
+    assert code == 1 and 'error: --engine: ' in err and 'shapes.onnx: an ONNX file: run it with the onnx engine' in err, err
     assert not (tmp_path/'out').exists()
 
 def test_export_keeps_the_mode(tmp_path, shapes):
@@ -294,6 +295,22 @@ def test_torch_engine_needs_no_fastai(shapes, tmp_path):
     run('export', tmp_path/'model.safetensors', '--onnx', tmp_path/'m.onnx')
     assert_same(OnnxDetector(tmp_path/'m.onnx')(ims[:3]), OnnxDetector(fn)(ims[:3]))
 
+def test_export_int8_and_val_need_no_fastai(shapes, tmp_path):
+    """`ssd-export --int8` (calibrated on the validation images of the model's run, read by `readers`) and `--val` (scored by
+    `metrics`) work where fastai cannot be imported"""
+    import subprocess
+    learn,fn,ims = shapes
+    run = tmp_path/'run'; run.mkdir()
+    Detector.from_learner(learn).save(run/'model.safetensors')
+    (run/'metrics.json').write_text(json.dumps(dict(settings=dict(data=str(fn.parent/'data'), format='auto', seed=42))))
+    r = subprocess.run([sys.executable, '-c', NO_FASTAI, 'export', str(run/'model.safetensors'), '--int8', '--n-calib', '16',
+                        '--val', str(fn.parent/'data')], capture_output=True, text=True,
+                       env={**__import__('os').environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == '[]', r.stderr[-2000:]
+    assert 'int8, calibrated on 16 images' in r.stdout and (run/'model_int8.onnx').is_file(), r.stdout
+    m = re.search(r'mAP@0.5 on (\d+) validation images of .*: float ([\d.]+), int8 ([\d.]+)', r.stdout)
+    assert m and int(m[1]) == len(voc_items(fn.parent/'data', 'val')[0]) and float(m[2]) > 0, r.stdout
+
 @pytest.mark.parametrize('recipe', ['shapes', 'bccd'])
 def test_same_weights_as_with_fastai_layers(recipe, monkeypatch):
     "Our `ConvLayer`, `ResBlock` and dummy passes make, from a seed, the weights that fastai's made: names, order, values"
@@ -349,4 +366,4 @@ def test_int8(shapes, tmp_path):
     valid = (files[-100:], targets[-100:])
     f32,i8 = onnx_map(fn, valid), onnx_map(q, valid)
     assert f32 > 0 and abs(f32 - i8) < 0.02, (f32, i8)                   # a rough model (mAP at the file's threshold 0.3)
-    with pytest.raises(CLIError, match='no image to calibrate on'): quantize_onnx(fn, tmp_path/'q2.onnx', [])
+    with pytest.raises(SSDError, match='no image to calibrate on'): quantize_onnx(fn, tmp_path/'q2.onnx', [])

@@ -230,10 +230,11 @@ def test_report_is_json_and_draws():
 
 def test_learner_error_report_and_save_errors(tmp_path):
     "An untrained SSD on a few shapes: the report's mAP is `MeanAP`'s, and `save_errors` writes errors.json/png"
-    from ssd_nbs.data import make_shapes, voc_items, ssd_dls
+    from ssd_nbs.data import make_shapes, ssd_dls
+    from ssd_nbs.readers import voc_items
     from ssd_nbs.learner import ssd_learner
     from ssd_nbs.body import tiny_resnet
-    from ssd_nbs.metrics import MeanAP
+    from ssd_nbs.learner import MeanAP
     from ssd_nbs.report import save_errors
     torch.set_num_threads(1)
     path = make_shapes(tmp_path/'voc', n=12, size=64)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ssd_nbs.core import CLIError
+from ssd_nbs.files import SSDError
 from ssd_nbs.config import SSDConfig
 from ssd_nbs.data import make_shapes
 from ssd_nbs.detector import build_detector, Detector
@@ -74,7 +74,7 @@ def test_stopped_run_leaves_valid_json_and_resume_finishes_it(model, folder, tmp
 
 def test_resume_with_other_settings_is_refused(model, folder, tmp):
     predict_files(model[0], folder, tmp/'other', **KW)
-    with pytest.raises(CLIError, match='--resume: .*detections.json was written with score_thresh 0.05, not 0.5'):
+    with pytest.raises(SSDError, match='resume: .*detections.json was written with score_thresh 0.05, not 0.5'):
         predict_files(model[0], folder, tmp/'other', resume=True, **{**KW, 'score_thresh': 0.5})
 
 CMD = 'import sys; from ssd_nbs.cli import predict_main; sys.argv[0] = "ssd-predict"; predict_main()'

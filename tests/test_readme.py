@@ -70,7 +70,8 @@ def test_the_readme_reads_in_five_minutes():
 # ---- the folder the commands run in
 
 def _images(n:int, d:Path)->tuple: # (files, targets) of n small images with boxes: BCCD's, else the shapes'
-    from ssd_nbs.data import bccd_path, make_shapes, voc_items
+    from ssd_nbs.data import make_shapes
+    from ssd_nbs.readers import bccd_path, voc_items
     try: src = bccd_path()
     except FileNotFoundError: src = make_shapes(d/'shapes', n=n, size=96)
     import warnings
@@ -80,7 +81,7 @@ def _images(n:int, d:Path)->tuple: # (files, targets) of n small images with box
     return files[:n], targets[:n]
 
 def _vocdevkit(items, dest:Path, n_test:int): # `dest`: Annotations/, JPEGImages/, ImageSets/Main/{trainval,test}.txt
-    from ssd_nbs.sources import to_voc
+    from ssd_nbs.readers import to_voc
     to_voc(items, dest, 'JPEGImages', 'Annotations')
     (dest/'ImageSets'/'Main').mkdir(parents=True)
     stems = [Path(f).stem for f in items[0]]
@@ -90,7 +91,7 @@ def _vocdevkit(items, dest:Path, n_test:int): # `dest`: Annotations/, JPEGImages
 @pytest.fixture(scope='module')
 def here(tmp_path_factory):
     "The folder the README's commands run in, with every path they name"
-    from ssd_nbs.sources import to_voc, to_csv, to_yolo, to_coco
+    from ssd_nbs.readers import to_voc, to_csv, to_yolo, to_coco
     from ssd_nbs.train import train
     from ssd_nbs.config import SHAPES
     d = tmp_path_factory.mktemp('readme')

@@ -1,4 +1,4 @@
-"""The readers of `ssd_nbs.sources` and the one way in of `ssd_nbs.layouts`: each layout is built on disk from a subset
+"""The readers of `ssd_nbs.readers` and its one way in, `read_data`: each layout is built on disk from a subset
 of BCCD (and from the shapes), read back, and checked against `voc_items` on the original; then the bad-input cases of
 the tables of nbs/library/35_bad_input.ipynb are repeated for each layout."""
 import json, shutil, tempfile, warnings
@@ -12,14 +12,15 @@ from PIL import Image
 from fastai.vision.all import get_annotations
 
 torch.set_num_threads(1)
-from ssd_nbs.core import CLIError
-from ssd_nbs.data import make_shapes, voc_items, bccd_path, clean_items, VOCWarning, _parse_voc_xml, _voc_xml
-from ssd_nbs.sources import (voc_folder_items, csv_items, yolo_items, coco_items, to_voc, to_csv, to_yolo, to_coco,
+from ssd_nbs.files import DataError, SettingError
+from ssd_nbs.data import make_shapes
+from ssd_nbs.readers import voc_items, bccd_path, clean_items, VOCWarning, parse_voc_xml, voc_xml, split_names
+from ssd_nbs.readers import (csv_items, yolo_items, coco_items, to_voc, to_csv, to_yolo, to_coco,
                              _yolo_line, _yolo_objs, _label_file)
-from ssd_nbs.layouts import detect_layout, read_data, data_items, describe, random_split, voc_splits
+from ssd_nbs.readers import detect_layout, read_data, data_items, describe, random_split, voc_splits
 
 N_BCCD = 24   # images of BCCD copied: the first 22, and the two with a degenerate box
-READERS = dict(voc=voc_folder_items, csv=csv_items, yolo=yolo_items, coco=coco_items)
+READERS = dict(voc=voc_items, csv=csv_items, yolo=yolo_items, coco=coco_items)
 
 def read(reader, *args, **kwargs):
     "`reader(*args)` and the messages of the `VOCWarning`s it gave"
@@ -59,13 +60,13 @@ def bccd(tmp):
 def raw_items(voc:Path):
     "The items of VOC folder `voc` as its XML files have them: nothing dropped, nothing clipped"
     xs = sorted((voc/'Annotations').glob('*.xml'))
-    objs = [_parse_voc_xml(x)[2] for x in xs]
+    objs = [parse_voc_xml(x).objs for x in xs]
     return [voc/'JPEGImages'/f'{x.stem}.jpg' for x in xs], [([b for _,b in o], [l for l,_ in o]) for o in objs]
 
 def layouts(raw, d:Path)->dict:
     "Every layout of `raw` (the items as annotated) under `d`: name -> (path, reader, eps of the boxes)"
     to_yolo(raw, d/'yolo')
-    return {'labelimg': (to_voc(raw, d/'labelimg'), voc_folder_items, 0), 'beside': (to_voc(raw, d/'beside', 'x', 'x'), voc_folder_items, 0),
+    return {'labelimg': (to_voc(raw, d/'labelimg'), voc_items, 0), 'beside': (to_voc(raw, d/'beside', 'x', 'x'), voc_items, 0),
             'csv': (to_csv(raw, d/'csv'/'train_labels.csv'), csv_items, 0), 'yolo': (d/'yolo', yolo_items, 1e-5),
             'coco': (to_coco(raw, d/'coco'/'ann.json', cat_ids={'RBC': 2, 'WBC': 7, 'Platelets': 90, 'circle': 3,
                                                                  'square': 11, 'triangle': 40}), coco_items, 0)}
@@ -97,11 +98,12 @@ def test_shapes_in_each_layout_read_as_voc_items(shapes, shapes_layouts, name):
     same_items(got, voc_items(shapes), eps*64)
     assert ws == []
 
-def test_voc_folder_items_is_voc_items_on_a_vocdevkit(bccd, tmp):
-    assert read(voc_folder_items, bccd)[0] == read(voc_items, bccd)[0]
-    assert read(voc_folder_items, bccd, 'test')[0] == read(voc_items, bccd, 'test')[0]
+def test_voc_items_on_a_vocdevkit_follows_its_split_files(bccd, tmp):
+    (files, targets), ws = read(voc_items, bccd, 'test')
+    assert [f.stem for f in files] == split_names(bccd, 'test') and all(f.parent == bccd/'JPEGImages' for f in files)
+    assert len(read(voc_items, bccd)[0][0]) == N_BCCD and len(ws) == 1 and 'degenerate boxes' in ws[0]
     kit = tmp/'VOCdevkit'; kit.mkdir(); shutil.copytree(bccd, kit/'VOC2007')                  # the devkit's folder
-    assert [f.name for f in read(voc_folder_items, kit, 'test')[0][0]] == [f.name for f in read(voc_items, bccd, 'test')[0][0]]
+    assert [f.name for f in read(voc_items, kit, 'test')[0][0]] == [f.name for f in read(voc_items, bccd, 'test')[0][0]]
 
 # ---- the one way in
 
@@ -115,7 +117,7 @@ def test_detect_layout(bccd, bccd_layouts, tmp):
     (tmp/'pics').mkdir(); shutil.copy(bccd/'JPEGImages'/'BloodImage_00000.jpg', tmp/'pics')
     for p,msg in ((tmp/'pics', 'Looked for a data.yaml, or images/ and labels/ (YOLO); Annotations/ or .xml files'),
                   (tmp/'nowhere', 'no such file or folder'), (tmp/'pics'/'BloodImage_00000.jpg', 'not a .json (COCO)')):
-        with pytest.raises(CLIError, match=msg.replace('(', r'\(').replace(')', r'\)')): detect_layout(p)
+        with pytest.raises(SettingError, match=msg.replace('(', r'\(').replace(')', r'\)')): detect_layout(p)
 
 def test_data_items_uses_the_split_of_each_layout(bccd, tmp):
     raw, d = raw_items(bccd), tmp/'split'
@@ -148,12 +150,12 @@ def test_data_items_random_split_and_describe(bccd_layouts, capsys):
         assert sorted(f.name for f in tr[0]) == sorted(f.name for f in ds.train[0])
     describe(ds); out = capsys.readouterr().out
     assert out.startswith(f'coco data at {p}; split: random 25% (seed 1)') and 'train: 18 images' in out
-    with pytest.raises(CLIError, match="--format 'xml'"): read_data(p, 'xml')
-    with pytest.raises(CLIError, match='is it a Pascal VOC folder'): read_data(p.parent.parent/'yolo'/'images', 'voc')
+    with pytest.raises(SettingError, match="format 'xml'"): read_data(p, 'xml')
+    with pytest.raises(DataError, match='is it a Pascal VOC folder'): read_data(p.parent.parent/'yolo'/'images', 'voc')
 
 def test_shapes_is_the_default(tmp, monkeypatch):
     monkeypatch.setenv('SSD_NBS_CACHE', str(tmp/'cache'))
-    import ssd_nbs.layouts as L
+    import ssd_nbs.readers as L
     monkeypatch.setattr(L, 'shapes_data', lambda seed: make_shapes(tmp/'cache'/'s', n=10, size=32, valid_pct=0.2))
     ds = read_data()
     assert ds.layout == 'shapes' and (len(ds.train[0]), len(ds.valid[0])) == (8, 2) and 'val.txt' in ds.split
@@ -206,11 +208,11 @@ def test_voc_image_found_by_filename_folder_path_and_stem(tmp, shapes):
     shutil.copy(shapes/'JPEGImages'/'000002.jpg', d/'b'/'other.jpg')
     shutil.copy(shapes/'JPEGImages'/'000003.jpg', d/'b'/'stray.jpg')
     box = [('circle', [1, 1, 20, 20])]
-    (d/'xml'/'one.xml').write_text(_voc_xml('im.jpg', 64, 64, box).replace('JPEGImages', 'b'))           # <folder> b
-    (d/'xml'/'two.xml').write_text(_voc_xml('gone.jpg', 64, 64, box).replace('</annotation>',
+    (d/'xml'/'one.xml').write_text(voc_xml('im.jpg', 64, 64, box).replace('JPEGImages', 'b'))           # <folder> b
+    (d/'xml'/'two.xml').write_text(voc_xml('gone.jpg', 64, 64, box).replace('</annotation>',
                                    r'<path>C:\Users\me\b\other.jpg</path></annotation>'))            # <path>'s name
-    (d/'xml'/'stem.xml').write_text(_voc_xml('gone.jpg', 64, 64, box))                                # the stem
-    (f, t), ws = read(voc_folder_items, d)
+    (d/'xml'/'stem.xml').write_text(voc_xml('gone.jpg', 64, 64, box))                                # the stem
+    (f, t), ws = read(voc_items, d)
     assert [o.relative_to(d).as_posix() for o in f] == ['b/im.jpg', 'b/stem.png', 'b/other.jpg']
     assert len(ws) == 1 and 'images that no annotation names, not used: stray.jpg\n' in ws[0] + '\n', ws
 
@@ -294,9 +296,9 @@ def _errors(tmp, shapes):
     ok = (lambda: ([shapes/'JPEGImages'/'000000.jpg'], [([BOX], ['circle'])]))
     cases = {}
     v = to_voc(ok(), e/'voc'); (v/'annotations'/'bad.xml').write_text('<annotation><object><name>circle</name>')
-    cases['voc: malformed XML'] = (voc_folder_items, v, 'bad.xml: malformed VOC annotation')
-    v = to_voc(ok(), e/'vocnum'); (v/'annotations'/'n.xml').write_text(_voc_xml('000000.jpg', 64, 64, [('circle', ['ten', 1, 2, 3])]))
-    cases['voc: coordinate not a number'] = (voc_folder_items, v, 'n.xml: malformed VOC annotation')
+    cases['voc: malformed XML'] = (voc_items, v, 'bad.xml: malformed VOC annotation')
+    v = to_voc(ok(), e/'vocnum'); (v/'annotations'/'n.xml').write_text(voc_xml('000000.jpg', 64, 64, [('circle', ['ten', 1, 2, 3])]))
+    cases['voc: coordinate not a number'] = (voc_items, v, 'n.xml: malformed VOC annotation')
     c = to_csv(ok(), e/'csv'/'a.csv'); c.write_text(c.read_text() + '000000.jpg,64,64,circle,ten,1,2,3\n')
     cases['csv: coordinate not a number'] = (csv_items, c, "a.csv: row 3: xmin 'ten' is not a number")
     c = e/'csv'/'cols.csv'; c.write_text('filename,class,x,y,w,h\n000000.jpg,circle,1,2,3,4\n')
@@ -331,10 +333,10 @@ def _errors(tmp, shapes):
 
 def test_refusals_in_each_layout_are_one_line_naming_the_file(tmp, shapes):
     for case,(reader,path,want) in _errors(tmp, shapes).items():
-        with pytest.raises(CLIError) as e: reader(path)
+        with pytest.raises(DataError) as e: reader(path)
         msg = str(e.value)
         assert want in msg and '\n' not in msg, (case, msg)
-        with pytest.raises(CLIError) as e2: data_items(path)                     # the same through the one way in
+        with pytest.raises(DataError) as e2: data_items(path)                     # the same through the one way in
         assert want in str(e2.value), (case, str(e2.value))
 
 # ---- images without objects: negatives, in every layout

@@ -88,6 +88,7 @@ class SSDConfig:
         set_ = partial(object.__setattr__, self)
         if self.grids is not None: set_('grids', parse_grids(self.grids))
         set_('zooms', parse_zooms(self.zooms)); set_('ratios', parse_ratios(self.ratios))
+        if self.freeze_at < 0: raise CLIError(f'--freeze-at {self.freeze_at}: a number of layers, 0 or more')
 
     @property
     def k(self)->int: return len(self.zooms)*len(self.ratios)   # anchors per grid cell
@@ -112,21 +113,22 @@ def get_arch(name:str):
 def _has_weights(arch)->bool: return arch not in (tiny_resnet, tiny_cnn)   # `pretrained=None`: ImageNet weights where they exist
 
 @patch
-def with_pretrained(self:SSDConfig, arch=None, # the body's model function; default: the one `get_arch` finds by `arch`
+def with_pretrained(self:SSDConfig, arch=None, # the body's model function; default: `get_arch(self.arch)`
                    )->SSDConfig:
     "`self` with `pretrained=None` decided: True where the arch has ImageNet weights"
     return self if self.pretrained is not None else replace(self, pretrained=_has_weights(arch or get_arch(self.arch)))
 
 # %% ../nbs/library/24_config.ipynb #2208aa4f
 @functools.cache
-def body_strides(arch)->tuple: # the output strides of the layers of the body of `arch` (a name or a model function), e.g. (2, 4, 8, 16, 32)
+def body_strides(arch, # a name of `get_arch` or a model function
+                )->tuple: # the output strides of the body's layers, e.g. (2, 4, 8, 16, 32)
     "The strides at which the body of `arch` can be cut (its layers run once on a small image, random weights)"
-    with torch.random.fork_rng():
-        return tuple(sorted(set(layer_strides(make_body(get_arch(arch) if isinstance(arch, str) else arch, pretrained=False)))))
+    f = get_arch(arch) if isinstance(arch, str) else arch
+    with torch.random.fork_rng(): return tuple(sorted(set(layer_strides(make_body(f, pretrained=False)))))
 
 def _side(size:int, stride:int)->int: return math.ceil(size/stride)   # a feature map's side: 'same' padding, ceil
 
-def config_grids(cfg:SSDConfig, arch=None, # the body's model function; default: the one `get_arch` finds by `cfg.arch`
+def config_grids(cfg:SSDConfig, arch=None, # the body's model function; default: `get_arch(cfg.arch)`
                 )->tuple:
     "The grids of the detector `cfg` describes: `cfg.grids`, or those of its body's feature map at `cfg.size`"
     if cfg.grids is not None: return cfg.grids

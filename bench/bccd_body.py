@@ -22,7 +22,8 @@ from ssd_nbs.data import ssd_dls, bccd_path
 from ssd_nbs.layouts import data_items
 from ssd_nbs.learner import ssd_learner, LossPart
 from ssd_nbs.metrics import MeanAP
-from ssd_nbs.train import fit_run, _fitted
+from ssd_nbs.train import fit_run
+from ssd_nbs.check import refit_anchors
 
 KEYS = ('arch', 'pretrained', 'stride', 'size', 'grids', 'zooms', 'nh', 'epochs', 'lr', 'bs', 'freeze_epochs', 'body_lr_div',
         'head_lr_div')
@@ -56,7 +57,7 @@ def run(a, cbs=())->dict:
     if a.n: tr = tr[0][:a.n], tr[1][:a.n]
     if a.n_valid: va = va[0][:a.n_valid], va[1][:a.n_valid]
     cfg = replace(RECIPES[a.recipe], **{k: getattr(a, k) for k in KEYS if getattr(a, k) is not None})  # the recipe, changed
-    if a.fit_anchors: cfg = _fitted(cfg, tr, va)
+    if a.fit_anchors: cfg = refit_anchors(cfg, tr, va)
     dls = ssd_dls(tr, va, size=cfg.size, bs=cfg.bs, cache=True)
     times,hist = [],[]
     class EpochTimes(Callback):

@@ -130,12 +130,12 @@ def train_main(argv=None):
 # %% ../nbs/library/30_cli.ipynb #6c64e2b6
 def ssd_data(recipe=None, **kwargs):
     "Read a data set and train nothing: what it holds, the recipe ssd-train would train (derived: with why), how well its anchors cover the boxes; data.json, boxes.png in --out"
-    from ssd_nbs.train import check_data
+    from ssd_nbs.check import check_data
     check_data(cfg=_recipe(recipe, kwargs), **kwargs)
 
 def data_main(argv=None):
     "The `ssd-data` command"
-    from ssd_nbs.train import check_data
+    from ssd_nbs.check import check_data
     _run(ssd_data, 'ssd-data', argv, recipe_parser(check_data, 'ssd-data', ssd_data.__doc__))
 
 # %% ../nbs/library/30_cli.ipynb #a5df0082

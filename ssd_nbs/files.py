@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, json, tempfile, contextlib
 from pathlib import Path
+from collections.abc import Sequence
 
 class CLIError(Exception):
     "An error the user can fix (a bad path, option or file): the commands print it on one line, without a traceback"
@@ -33,4 +34,13 @@ def write_json(obj, dest):
     with atomic_path(dest) as t: Path(t).write_text(json.dumps(obj, indent=1) + '\n')
 
 # %% auto #0
-__all__ = ['CLIError', 'first_line', 'atomic_path', 'write_json']
+__all__ = ['CLIError', 'first_line', 'atomic_path', 'write_json', 'plain_data']
+
+# %% ../nbs/library/20_files.ipynb #5d0f3e91
+def plain_data(o):
+    "`o` as plain data (dicts, lists, strings, numbers, None; tensors as they are), as `json` and `torch.load(weights_only=True)` read it"
+    if isinstance(o, dict): return {k if isinstance(k, str) else json.dumps(k): plain_data(v) for k,v in o.items()}  # keys as json has them
+    if isinstance(o, os.PathLike): return os.fspath(o)
+    if type(o).__module__ == 'numpy': return o.tolist()                  # arrays to lists, scalars to numbers
+    if isinstance(o, Sequence) and not isinstance(o, (str, bytes)): return [plain_data(v) for v in o]
+    return o

@@ -4,8 +4,8 @@
 
 # %% ../nbs/library/28_train.ipynb #136ce5c4
 from __future__ import annotations
-import io, sys, re, json, time, random, warnings, contextlib
-from dataclasses import replace
+import io, sys, re, time, random, warnings, contextlib, ctypes
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 import numpy as np
@@ -13,15 +13,17 @@ import torch
 from PIL import Image
 from fastai.vision.all import Callback, ParamScheduler, ProgressCallback, combined_cos, L, noop, num_distrib, rank_distrib, set_seed
 from fastcore.imports import in_notebook
+from fastcore.basics import patch
 from fastai.callback.channelslast import ChannelsLast
 import fastai
 import ssd_nbs
 from .core import *
+from .files import plain_data
 from .data import ssd_dls
 from .layouts import shapes_data, read_data, describe
-from .config import SSDConfig, SHAPES, DATA, config_grids, derive_config, format_derived
+from .config import SSDConfig, SHAPES
+from .check import recipe_for
 from .body import NoWeightsError
-from .fit import norm_boxes, anchor_coverage, data_report, fit_anchors as fit_zooms_ratios
 from .learner import ssd_learner, NonFiniteLossError, LossPart
 from .metrics import MeanAP
 from .inference import show_detections
@@ -29,8 +31,8 @@ from .detector import Detector
 from .report import save_errors
 
 # %% auto #0
-__all__ = ['CACHE_BYTES', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'load_checkpoint', 'recipe_for',
-           'check_data', 'parse_duration', 'EpochLines', 'train']
+__all__ = ['CACHE_BYTES', 'RESUMABLE', 'run_metrics', 'save_run', 'one_cycle', 'fit_run', 'Checkpoint', 'CheckpointCallback',
+           'resume_from', 'parse_duration', 'EpochLines', 'keep_freed_memory', 'train']
 
 # %% ../nbs/library/28_train.ipynb #1c907c60
 def _epoch_record(learn, epoch:int)->dict: # the last row of the progress table, as a dict
@@ -77,14 +79,18 @@ def _valid_crowds(files:list, # the validation images, in order
     return [one(f) for f in files]
 
 # %% ../nbs/library/28_train.ipynb #8a7f2d9f
-def save_run(learn, out, settings:dict, t0:float, history:list, derived:dict|None=None)->dict:
+def save_run(learn, out,
+             settings:dict, # the `settings` of metrics.json: the run's options, its recipe, and facts about its data
+             t0:float, history:list, # when the run started; one dict per epoch
+             derived:dict|None=None, # the settings derived from the data, each with its reason
+            )->dict: # what is written to metrics.json
     "Write `predictions.png`, `errors.json` and `.png` (`25_report`), `model.safetensors` and `metrics.json` into `out`"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out/'predictions.png') as t: show_detections(learn).savefig(t, format='png', dpi=80)
     errors = save_errors(learn, out)
     Detector.from_learner(learn).save(out/'model.safetensors')
-    res = dict(**run_metrics(learn, history), seconds=round(time.time()-t0, 1),
-               errors={k: v['dAP'] for k,v in errors['errors'].items()}, settings=settings, derived=derived or {})
+    res = plain_data(dict(**run_metrics(learn, history), seconds=round(time.time()-t0, 1),
+                          errors={k: v['dAP'] for k,v in errors['errors'].items()}, settings=settings, derived=derived or {}))
     write_json(res, out/'metrics.json')
     return res
 
@@ -121,37 +127,67 @@ def fit_run(learn, cfg:SSDConfig|None=None, # the recipe: `epochs`, `lr`, `pretr
 
 
 # %% ../nbs/library/28_train.ipynb #eab94863
-_CKPT = 'ssd_nbs.checkpoint/1'  # the `format` entry of a checkpoint
-
-def _plain_data(o): # `o` with NumPy values and fastai `L`s turned into what `weights_only` loading accepts
-    if isinstance(o, dict): return {k: _plain_data(v) for k,v in o.items()}
-    if isinstance(o, (list, tuple, L)): return [_plain_data(v) for v in o]
-    if isinstance(o, np.ndarray): return torch.from_numpy(o.copy())
-    if isinstance(o, np.generic): return o.item()
-    return o
-
 def _train_dl(learn): dl = learn.dls.train; return dl.__dict__.get('dl', dl)   # (inside a `DistributedDL`)
 
-def _rng_state(learn)->dict:
-    s = np.random.get_state()
-    return dict(random=random.getstate(), numpy=[s[0], torch.from_numpy(s[1].astype(np.int64)), int(s[2]), int(s[3]),
-                float(s[4])], torch=torch.get_rng_state(), dl=_train_dl(learn).rng.getstate())
+def _rng_state(learn)->dict: # the states of the random generators that the next epoch draws from
+    return dict(random=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                dl=_train_dl(learn).rng.getstate())
 
 def _tup(o): return tuple(_tup(v) for v in o) if isinstance(o, list) else o   # random's state is nested tuples
 
-def _set_rng_state(learn, st:dict):
+def _set_rng_state(learn, st:dict): # `_rng_state` read back from plain data
     random.setstate(_tup(st['random'])); _train_dl(learn).rng.setstate(_tup(st['dl']))
-    n = st['numpy']; np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    n = st['numpy']; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
     torch.set_rng_state(st['torch'])
 
 def _unwrap(m): return getattr(m, 'module', m)  # the model inside a `DistributedDataParallel`
 
+# %% ../nbs/library/28_train.ipynb #3c9a7e15
+@dataclass
+class Checkpoint:
+    "What `--resume` needs to go on after an epoch; `save` writes it, `load` reads it back"
+    config:dict # the recipe, `SSDConfig.to_dict()`
+    source:dict # the data: `data`, `format`, `images` and `seed` of `train`
+    vocab:list # the classes, background ('#na#') first
+    history:list # one dict per epoch done: the rows of the progress table
+    model:dict # the model's `state_dict`
+    opt:dict # the optimiser's `state_dict`
+    rng:dict # the random generators' states
+    smooth:dict # the `Recorder`'s moving average of the training loss
+    format:str = 'ssd_nbs.checkpoint'
+    version:int = 2 # changes with the fields
+
+    @property
+    def epoch(self)->int: return len(self.history)   # epochs done
+
+    @classmethod
+    def of(cls, learn, cfg:SSDConfig, source:dict, history:list)->Checkpoint: # `learn` as it is, after `history`
+        return cls(cfg.to_dict(), source, [str(o) for o in learn.dls.vocab], history, _unwrap(learn.model).state_dict(),
+                   learn.opt.state_dict(), _rng_state(learn), vars(learn.recorder.smooth_loss))
+
+    def save(self, fname):
+        with atomic_path(fname) as t: torch.save(plain_data(vars(self)), t)
+
+    @classmethod
+    def load(cls, fname)->Checkpoint: # or a `CLIError` saying why `fname` is not one this version reads
+        try: d = torch.load(fname, map_location='cpu', weights_only=True)
+        except Exception as e:
+            raise CLIError(f'{fname}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
+        if not isinstance(d, dict) or not str(d.get('format')).startswith(cls.format):
+            raise CLIError(f'{fname}: not a checkpoint written by ssd-train')
+        if d.get('version') != cls.version or set(d) != {f.name for f in fields(cls)}:
+            raise CLIError(f"{fname}: a checkpoint of another version of ssd_nbs ({d.get('version', 1)}, not {cls.version}); "
+                           'use another --out to start again')
+        return cls(**d)
+
 # %% ../nbs/library/28_train.ipynb #34814b2c
-class Checkpoint(Callback):
-    "After every epoch: add it to `history` and save what `--resume` needs into `fname` (atomically; None: don't save)"
+class CheckpointCallback(Callback):
+    "After every epoch: add it to the history, and save a `Checkpoint` of the run into `fname` (None: don't save)"
     order = 55  # after `Recorder` (50), which makes the row of the progress table
-    def __init__(self, fname, extra:dict, history:list=None, smooth:dict=None):
-        self.fname,self.extra,self.history,self.smooth = fname,extra,[] if history is None else history,smooth
+    def __init__(self, fname, cfg:SSDConfig, source:dict, # the recipe, and where the data came from
+                 ck:Checkpoint|None=None): # the checkpoint the run resumes from
+        self.fname,self.cfg,self.source = fname,cfg,source
+        self.history,self.smooth = (list(ck.history),ck.smooth) if ck else ([],None)
     def before_fit(self):
         if self.smooth and getattr(self.learn, 'cycle_start', 0) > 0:    # resumed in the middle of a cycle
             self.recorder.smooth_loss.count,self.recorder.smooth_loss.val = self.smooth['count'],self.smooth['val']
@@ -161,34 +197,33 @@ class Checkpoint(Callback):
     def n_done(self): return getattr(self.learn, 'epoch_offset', 0) + self.epoch
     def after_epoch(self):
         self.history.append(_epoch_record(self.learn, self.n_done))
-        if self.fname is None or rank_distrib(): return
-        ck = dict(format=_CKPT, epoch=len(self.history), history=self.history, **self.extra,
-                  state_dict=_unwrap(self.learn.model).state_dict(), opt=_plain_data(self.learn.opt.state_dict()),
-                  rng=_rng_state(self.learn), smooth=_plain_data(vars(self.recorder.smooth_loss)))
-        with atomic_path(self.fname) as t: torch.save(ck, t)
+        if self.fname is not None: Checkpoint.of(self.learn, self.cfg, self.source, self.history).save(self.fname)
 
 # %% ../nbs/library/28_train.ipynb #e0f85eff
-_SAME = ('data', 'format', 'images', 'pretrained', 'seed', 'arch', 'size', 'grids', 'zooms', 'ratios', 'nh', 'drop',
-         'stem_ks', 'fine_ks', 'match_iou', 'gamma', 'alpha')  # the settings a resumed run must share with its checkpoint
+RESUMABLE = ('epochs', 'lr', 'bs', 'score_thresh', 'nms_iou', 'max_det')   # settings that may change on resuming
 
-def _same(k, a, b): return str(Path(a).resolve()) == str(Path(b).resolve()) if k in ('data','images') and a and b else a == b
+def _same_source(k, a, b): return str(Path(a).resolve()) == str(Path(b).resolve()) if k in ('data','images') and a and b else a == b
 
-def load_checkpoint(fname, settings:dict, epochs:int)->dict|None:
-    "The checkpoint in `fname` if it fits `settings` and `epochs`; None if there is none; else a `CLIError`"
+@patch
+def differences(self:Checkpoint, cfg:SSDConfig, source:dict)->dict: # {setting: (saved, given)}
+    "The settings of `cfg` and `source` that differ from the checkpoint's, but the `RESUMABLE` ones"
+    try: saved = SSDConfig.from_dict(self.config)
+    except (ValueError, TypeError) as e: return {'recipe': (first_line(e), 'this ssd_nbs')}
+    given = replace(cfg, **{k: getattr(saved, k) for k in RESUMABLE})
+    diff = {} if given == saved else {f.name: (getattr(saved, f.name), getattr(given, f.name)) for f in fields(SSDConfig)
+                                      if getattr(saved, f.name) != getattr(given, f.name)}
+    return diff | {k: (v, source.get(k)) for k,v in self.source.items() if not _same_source(k, v, source.get(k))}
+
+def resume_from(fname, cfg:SSDConfig, source:dict)->Checkpoint|None:
+    "The checkpoint in `fname` if it was made with `cfg` on the data of `source`; None if there is none; else a `CLIError`"
     p = Path(fname)
     if not p.is_file():
         warnings.warn(f'--resume: no checkpoint in {p.parent}, so starting from the first epoch'); return None
-    try: ck = torch.load(p, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise CLIError(f'{p}: not a checkpoint written by ssd-train ({type(e).__name__}: {first_line(e)})') from None
-    if not isinstance(ck, dict) or ck.get('format') != _CKPT: raise CLIError(f'{p}: not a checkpoint written by ssd-train')
-    for k in _SAME:
-        if k not in ck['settings']:
-            raise CLIError(f'--resume: {p} was written by an older ssd_nbs (it has no {k!r}); use another --out to start again')
-        if not _same(k, ck['settings'].get(k), settings.get(k)):
-            raise CLIError(f"--resume: {p} was made with --{k.replace('_', '-')} {ck['settings'].get(k)}, not "
-                           f"{settings.get(k)}; use the same options, or another --out to start again")
-    if ck['epoch'] > epochs: raise CLIError(f"--resume: {p} has done {ck['epoch']} epochs, more than --epochs {epochs}")
+    ck = Checkpoint.load(p)
+    for k,(a,b) in ck.differences(cfg, source).items():
+        raise CLIError(f"--resume: {p} was made with --{k.replace('_', '-')} {plain_data(a)}, not {plain_data(b)}; use the "
+                       "same options, or another --out to start again")
+    if ck.epoch > cfg.epochs: raise CLIError(f"--resume: {p} has done {ck.epoch} epochs, more than --epochs {cfg.epochs}")
     return ck
 
 # %% ../nbs/library/28_train.ipynb #2d326669
@@ -214,59 +249,6 @@ def _distrib_ctx(learn):
 def _fp16(learn):
     if torch.cuda.is_available(): learn.to_fp16()
     else: warnings.warn('--fp16: no GPU, so training in full precision (fp32) on the CPU')
-
-# %% ../nbs/library/28_train.ipynb #69668f7c
-def _coverage(cfg, items)->float: # share of the boxes of `items` whose best anchor of `cfg` reaches its matching IoU
-    return anchor_coverage(*norm_boxes(items), config_grids(cfg), cfg.zooms, cfg.ratios, cfg.match_iou)['all']
-
-def _fitted(cfg:SSDConfig, tr, va, show:bool=True)->SSDConfig: # `cfg` with the zooms and ratios fitted on `tr`
-    z,r = fit_zooms_ratios(norm_boxes(tr)[0], config_grids(cfg), cfg.zooms, cfg.ratios, cfg.match_iou)
-    res = replace(cfg, zooms=z, ratios=r)
-    if show: print(f"fitted anchors: --zooms {','.join(map(str, z))} --ratios {','.join(f'{a}:{b}' for a,b in r)}; "
-                   f"validation boxes covered at IoU {cfg.match_iou}: {_coverage(cfg, va):.3f} -> {_coverage(res, va):.3f}")
-    return res
-
-def recipe_for(ds, # the data, from `read_data`
-               cfg:SSDConfig|None, # a recipe; None: derived from the training boxes of `ds` (`derive_config`)
-               fit_anchors:bool|None=None, # fit the zooms and ratios; None: only in a derived recipe
-               show:bool=True, # print the derived settings and why, or the fitted anchors
-               **kwargs, # settings of `SSDConfig` given by the user: they replace the recipe's, and are not derived
-              )->tuple: # (config, {setting: {'value', 'reason'}} of the derived settings)
-    "The recipe `train` and `check_data` use on `ds`: `cfg` changed by `kwargs`, or one derived from the data"
-    if cfg is not None:
-        cfg = replace(cfg, **kwargs)
-        return (_fitted(cfg, ds.train, ds.valid, show) if fit_anchors else cfg), {}
-    b, l = norm_boxes(ds.train)
-    cfg, why = derive_config(b, l, len(ds.train[0]), DATA, kwargs, fit=fit_anchors is not False)
-    if show: print(f"the recipe, derived from the {len(b)} boxes of the {len(ds.train[0])} training images "
-                   f"(the others of --recipe data):\n{format_derived(why)}")
-    return cfg, why
-
-def check_data(data=None, # as for `train`
-               cfg:SSDConfig|None=None, format:str='auto', images=None, seed:int=42,
-               fit_anchors:bool|None=None, # as for `train`
-               out='ssd_data', # output folder: data.json and boxes.png
-               **kwargs, # settings of `SSDConfig` that replace those of `cfg`
-              )->dict: # what is written to data.json
-    "What `train` would train on, with which recipe, and how well its anchors cover it: `data.json` and `boxes.png` in `out`"
-    if cfg is None and data is None: cfg = SHAPES
-    ds = read_data(data, format, images, seed)
-    found = describe(ds)
-    cfg, why = recipe_for(ds, cfg, False if cfg is not None else fit_anchors, True, **kwargs)
-    refit = bool(fit_anchors) and not why                                   # a recipe given, and --fit-anchors
-    rep,fig = data_report(ds.train, ds.valid, config_grids(cfg), cfg.zooms, cfg.ratios, cfg.match_iou, refit)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out/'boxes.png') as t: fig.savefig(t, format='png', dpi=90)
-    res = json.loads(json.dumps(dict(**found, grids=list(config_grids(cfg)), **rep, recipe=cfg.to_dict(), derived=why)))
-    write_json(res, out/'data.json')
-    c = rep['coverage']
-    print(f"anchors of grids {','.join(map(str, res['grids']))} cover {c['all']:.3f} of the validation boxes at IoU "
-          f"{cfg.match_iou} ({', '.join(f'{k} {v:.3f}' for k,v in c['per_class'].items())})")
-    if refit:
-        f = rep['fitted']
-        print(f"fitted: --zooms {','.join(map(str, f['zooms']))} --ratios {','.join(f'{a}:{b}' for a,b in f['ratios'])} "
-              f"cover {f['coverage']['all']:.3f}")
-    return res
 
 # %% ../nbs/library/28_train.ipynb #3f3fb39a
 def parse_duration(s)->float|None: # '90s', '10m', '1.5h', or a number of seconds -> seconds; None: None
@@ -307,7 +289,7 @@ def _budget_epochs(learn, budget:float, # seconds for the whole run
 # %% ../nbs/library/28_train.ipynb #a2b341c1
 class EpochLines(Callback):
     "One plain line per epoch (its number, losses, metrics and time), for a learner without `ProgressCallback`"
-    order = Checkpoint.order + 1                                          # after `Recorder` has made the row
+    order = CheckpointCallback.order + 1                                          # after `Recorder` has made the row
     def __init__(self, n_epochs:int): self.n_epochs = n_epochs
     def before_fit(self): self.learn.logger = noop                         # fastai would print the row as a list
     def after_epoch(self):
@@ -320,6 +302,62 @@ def _epoch_lines(learn, n_epochs:int)->list: # where stdout is a file or a pipe:
     if sys.stdout.isatty() or in_notebook(): return []
     learn.remove_cb(ProgressCallback)
     return [EpochLines(n_epochs)]
+
+# %% ../nbs/library/28_train.ipynb #8e2f4b6a
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's malloc.h
+
+def keep_freed_memory()->bool: # False where it cannot: not Linux with glibc
+    "Ask glibc's malloc to keep the memory a process frees for reuse: no mmap of large blocks, no trim of the heap"
+    if not sys.platform.startswith('linux'): return False
+    try: mallopt = ctypes.CDLL('libc.so.6').mallopt
+    except (OSError, AttributeError): return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 2**30)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+def _setup(threads:int, seed:int): # the process, before anything is read or built
+    torch.set_num_threads(threads); keep_freed_memory(); set_seed(seed)
+
+def _out_folder(out, budget, resume:bool, kwargs:dict)->Path: # `out`, or a `CLIError` for options that don't go together
+    if budget and (resume or kwargs.get('epochs')): raise CLIError(f"--time: not with --{'resume' if resume else 'epochs'}")
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
+    return out
+
+def _with_budget(learn, cfg:SSDConfig, budget:float, spent:float, derived:dict, show:bool)->SSDConfig:
+    "`cfg` (and `learn.model.cfg`) with the epochs that fit `budget` (`_budget_epochs`), added to `derived` with why"
+    e, why = _budget_epochs(learn, budget, spent)
+    learn.model.cfg = replace(learn.model.cfg, epochs=e); derived['epochs'] = dict(value=e, reason=why)
+    if show: print(f'--epochs {e}: {why}')
+    return replace(cfg, epochs=e)
+
+# %% ../nbs/library/28_train.ipynb #4b7d1e90
+def _run_learner(ds, cfg:SSDConfig, workers:int, ck:Checkpoint|None):
+    "`_learner` on the data `ds`, with COCO's crowd regions for the metric, and the weights of the checkpoint `ck`"
+    learn = _learner(ds.train, ds.valid, cfg, workers, vocab=ck.vocab if ck else None)
+    if ds.crowds: _map_metric(learn).crowds = _valid_crowds(ds.valid[0], ds.crowds, learn.dls.vocab)   # COCO's iscrowd
+    if ck: learn.model.load_state_dict(ck.model)
+    return learn
+
+def _fit(learn, cfg:SSDConfig, cp:CheckpointCallback, ck:Checkpoint|None, cbs:list, out:Path)->list: # the run's history
+    "Train `learn` as `fit_run` does, from the checkpoint `ck` on (None: from the start)"
+    try:
+        with _distrib_ctx(learn):
+            if ck: _set_rng_state(learn, ck.rng)
+            fit_run(learn, cfg, ck.epoch if ck else 0, [cp, *cbs], ck.opt if ck else None)
+    except NonFiniteLossError as e:
+        raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
+                       (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None
+    if num_distrib() > 1 or (ck and ck.epoch >= cfg.epochs):  # each process validated its share of the images (or none)
+        cp.history[-1].update(_valid_record(learn))             # all of them, in each process
+    return cp.history
+
+def _run_settings(learn, ds, cfg:SSDConfig, source:dict, options:dict, # the data; `train`'s options
+                  **more)->dict: # the `settings` of metrics.json
+    "The data, the options and the recipe of the run (grids, zooms and ratios as the model has them), and what it trained on"
+    m = learn.model.cfg
+    return plain_data({**source, **options, **cfg.to_dict(), **more, 'grids': m.grids, 'zooms': m.zooms, 'ratios': m.ratios,
+                       'layout': ds.layout, 'split': ds.split, 'n_train': len(ds.train[0]), 'n_valid': len(ds.valid[0]),
+                       'classes': [str(o) for o in learn.dls.vocab[1:]], 'processes': max(num_distrib(), 1),
+                       'versions': dict(ssd_nbs=ssd_nbs.__version__, fastai=fastai.__version__, torch=torch.__version__)})
 
 # %% ../nbs/library/28_train.ipynb #2529b7ad
 def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or COCO; None: the synthetic shapes
@@ -339,50 +377,28 @@ def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or 
           **kwargs, # settings of `SSDConfig` that replace those of `cfg`: `epochs=2`, `grids=(4,2,1)`, ...
          )->dict|None: # what is written to metrics.json (None in the other processes of a distributed run)
     "Train the SSD of `cfg` on `data` and write `model.safetensors`, `metrics.json` and `predictions.png` into `out`"
-    t0, budget, show = _now(), parse_duration(time), not rank_distrib()
-    if budget and (resume or kwargs.get('epochs')): raise CLIError(f"--time: not with --{'resume' if resume else 'epochs'}")
+    t0, budget, main = _now(), parse_duration(time), not rank_distrib()   # `main`: the process that reports and writes
+    out = _out_folder(out, budget, resume, kwargs)
+    _setup(threads, seed)
     if cfg is None and data is None: cfg = SHAPES
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise CLIError(f'--out {out}: exists and is not a folder')
-    torch.set_num_threads(threads); set_seed(seed)
     if data is None: data = shapes_data(n_shapes, size=replace(cfg, **kwargs).size, seed=seed)
     ds = read_data(data, format, images, seed)
-    found = describe(ds, show=show)
-    tr,va = ds.train, ds.valid
-    cfg, derived = recipe_for(ds, cfg, fit_anchors, show, **kwargs)
+    describe(ds, show=main)
+    cfg, derived = recipe_for(ds, cfg, fit_anchors, main, **kwargs)
     cfg = cfg.with_pretrained()
-    settings = json.loads(json.dumps(dict(data=str(data), format=format, images=None if images is None else str(images),
-                                          seed=seed, threads=threads, workers=workers, out=str(out), **cfg.to_dict())))
-    ck = load_checkpoint(out/'checkpoint.pth', settings, cfg.epochs) if resume else None
-    done = ck['epoch'] if ck else 0
-    learn = _learner(tr, va, cfg, workers, vocab=ck['vocab'] if ck else None)
-    if ds.crowds: _map_metric(learn).crowds = _valid_crowds(va[0], ds.crowds, learn.dls.vocab)   # COCO's iscrowd
-    if budget:
-        e, why = _budget_epochs(learn, budget, _now()-t0)
-        cfg = replace(cfg, epochs=e); learn.model.cfg = replace(learn.model.cfg, epochs=e)
-        settings.update(epochs=e, time=budget); derived['epochs'] = dict(value=e, reason=why)
-        if show: print(f'--epochs {e}: {why}')
-    if show: print(f"grids {','.join(map(str, learn.model.cfg.grids))}: {len(learn.loss_func.anchors)} anchors")
-    if ck: learn.model.load_state_dict(ck['state_dict'])
+    source = plain_data(dict(data=data, format=format, images=images, seed=seed))
+    ck = resume_from(out/'checkpoint.pth', cfg, source) if resume else None
+    learn = _run_learner(ds, cfg, workers, ck)
+    if budget: cfg = _with_budget(learn, cfg, budget, _now()-t0, derived, main)
     if fp16: _fp16(learn)
-    vocab = [str(o) for o in learn.dls.vocab]
-    cp = Checkpoint(out/'checkpoint.pth', dict(settings=settings, vocab=vocab), *((ck['history'], ck['smooth']) if ck else ()))
-    if show: out.mkdir(parents=True, exist_ok=True)
-    log = _epoch_lines(learn, cfg.epochs) if show else []
-    try:
-        with _distrib_ctx(learn):
-            if ck: _set_rng_state(learn, ck['rng'])
-            fit_run(learn, cfg, done, [cp, *log, *L(cbs)], ck['opt'] if ck else None)
-    except NonFiniteLossError as e:
-        raise CLIError(f'training stopped: {e.msg}. Nothing was written to {out}' +
-                       (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None
-    if num_distrib() > 1 or done >= cfg.epochs:  # each process validated its share of the images (or none): all, in each
-        cp.history[-1].update(_valid_record(learn))
-    if rank_distrib(): return None
-    res = dict(settings, **json.loads(json.dumps({k: getattr(learn.model.cfg, k) for k in ('grids', 'zooms', 'ratios')})),
-               fit_anchors=fit_anchors, layout=ds.layout, split=ds.split, n_train=len(tr[0]), n_valid=len(va[0]), classes=vocab[1:],
-               processes=max(num_distrib(), 1),
-               versions=dict(ssd_nbs=ssd_nbs.__version__, fastai=fastai.__version__, torch=torch.__version__))
-    return save_run(learn, out, res, t0, cp.history, json.loads(json.dumps(derived)))
+    if main:
+        print(f"grids {','.join(map(str, learn.model.cfg.grids))}: {len(learn.loss_func.anchors)} anchors")
+        out.mkdir(parents=True, exist_ok=True)
+    cp = CheckpointCallback(out/'checkpoint.pth' if main else None, cfg, source, ck)
+    history = _fit(learn, cfg, cp, ck, [*(_epoch_lines(learn, cfg.epochs) if main else []), *L(cbs)], out)
+    if not main: return None
+    settings = _run_settings(learn, ds, cfg, source, dict(threads=threads, workers=workers, out=out),
+                             **({'time': budget} if budget else {}), fit_anchors=fit_anchors)
+    return save_run(learn, out, settings, t0, history, derived)
 
 _now = time.time  # (`train`'s parameter `time` hides the module)

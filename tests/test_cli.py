@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 from ssd_nbs.data import make_shapes, voc_items
 from ssd_nbs.detector import load_detector
+from ssd_nbs.train import Checkpoint
 
 def _cmd(name):
     "The installed console script `name` (next to this Python, else on PATH)"
@@ -213,8 +214,8 @@ def test_resume_a_1_epoch_run_to_2_epochs(run_dir, runs, tmp):
     first, m = _metrics(run_dir[0]), _metrics(tmp/'resumed')
     assert m['epochs'] == 2 and [h['epoch'] for h in m['history']] == [0, 1]
     assert m['history'][0] == first['history'][0]                                       # epoch 0: from the checkpoint
-    ck = torch.load(tmp/'resumed'/'checkpoint.pth', weights_only=True)
-    assert ck['epoch'] == 2
+    ck = Checkpoint.load(tmp/'resumed'/'checkpoint.pth')
+    assert ck.epoch == 2 and ck.history == m['history'][:2]
     before = load_file(run_dir[0]/'model.safetensors')
     after = load_file(tmp/'resumed'/'model.safetensors')
     assert any(not torch.equal(before[k], after[k]) for k in before)                     # it trained on
@@ -230,7 +231,7 @@ def test_killed_run_leaves_no_model_and_resumes(tmp, voc):
     p.send_signal(signal.SIGKILL); p.wait()
     assert (out/'checkpoint.pth').exists()
     assert not (out/'model.safetensors').exists()                                                # 3 epochs were still to come
-    done = torch.load(out/'checkpoint.pth', weights_only=True)['epoch']
+    done = Checkpoint.load(out/'checkpoint.pth').epoch
     assert 1 <= done < 4
     r = run(tmp, 'ssd-train', '--data', voc, *TINY, '--epochs', 4, '--resume', '--out', out)
     assert r.returncode == 0, r.stderr

@@ -362,7 +362,7 @@ def test_negatives_in_each_layout_are_kept_and_counted(shapes, negative_layouts,
 
 def test_ssd_data_counts_negatives(tmp, negative_layouts):
     "`ssd-data`'s data.json has the negatives of each side"
-    from ssd_nbs.train import check_data
+    from ssd_nbs.check import check_data
     res = check_data(negative_layouts['yolo'][0], out=tmp/'neg_data')
     d = json.loads((tmp/'neg_data'/'data.json').read_text())
     assert d['train']['negatives'] + d['valid']['negatives'] == 3 and d['train'] == res['train']

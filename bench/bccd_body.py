@@ -69,8 +69,7 @@ def run(a, cbs=())->dict:
             hist.append(dict(zip(self.recorder.metric_names[1:-1], map(float, self.recorder.values[-1]))))
     learn = ssd_learner(dls, cfg, cbs=[ChannelsLast(), *cbs], metrics=[LossPart('bbox'), LossPart('clas'), MeanAP()])
     t1,c1 = time.time(),time.process_time()
-    fit_run(learn, cfg.epochs, cfg.lr, learn.model.cfg.pretrained, cbs=EpochTimes(), freeze_epochs=cfg.freeze_epochs,
-            body_lr_div=cfg.body_lr_div, head_lr_div=cfg.head_lr_div)       # as `ssd-train` trains
+    fit_run(learn, cfg, cbs=EpochTimes())                                   # as `ssd-train` trains
     train_s = (round(time.time()-t1), round(time.process_time()-c1))
     mm = next(m for m in learn.metrics if isinstance(m, MeanAP))
     per_class = {str(learn.dls.vocab[int(k)]): round(float(v), 4) for k,v in mm.per_class.items()}

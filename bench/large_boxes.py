@@ -195,7 +195,7 @@ for z in a.zooms:
     learn.loss_func.anchors = spec_anchors(z, grids, cfg.ratios)            # the same number of anchors a cell
     res['static'][z] = static(gt, grids, z, cfg.ratios, cfg.match_iou)
     with learn.no_bar(), learn.no_logging():
-        fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, 0, [], None, cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
+        fit_run(learn, cfg)
     cpu = time.process_time() - c0
     t = trained(learn, cfg.score_thresh)
     res['runs'][z] = dict(grids=list(grids), mAP=t['mAP'], cpu_seconds=round(cpu, 1), bins=by_bin(t['rows']), dAP=t['dAP'], loc=t['loc'],

@@ -21,7 +21,7 @@ from .loss import SSDLoss
 
 # %% auto #0
 __all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig',
-           'get_arch', 'build_ssd', 'config_grids', 'body_strides', 'derive_config', 'opt_value', 'format_derived']
+           'get_arch', 'build_ssd', 'body_strides', 'config_grids', 'derive_config', 'opt_value', 'format_derived']
 
 # %% ../nbs/library/24_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
@@ -82,11 +82,13 @@ class SSDConfig:
     freeze_epochs:int=1 # a pretrained body: epochs of training the head alone (the body frozen) first
     body_lr_div:float=200. # then all of it, the body at `lr/body_lr_div` and the head at `lr/head_lr_div`
     head_lr_div:float=2. # (200 and 2: fastai's `fine_tune`)
+    freeze_at:int=0 # the body's first `freeze_at` layers (its top-level children: stem, then blocks) never train; 0: none
 
     def __post_init__(self): # strings ('8,4,2,1', '1:1,1:0.5') and lists (from json) to tuples of numbers
         set_ = partial(object.__setattr__, self)
         if self.grids is not None: set_('grids', parse_grids(self.grids))
         set_('zooms', parse_zooms(self.zooms)); set_('ratios', parse_ratios(self.ratios))
+        if self.freeze_at < 0: raise SettingError('freeze_at', f'{self.freeze_at}: a number of layers, 0 or more')
 
     @property
     def k(self)->int: return len(self.zooms)*len(self.ratios)   # anchors per grid cell
@@ -111,33 +113,43 @@ def get_arch(name:str):
 def _has_weights(arch)->bool: return arch not in (tiny_resnet, tiny_cnn)   # `pretrained=None`: ImageNet weights where they exist
 
 @patch
-def with_pretrained(self:SSDConfig)->SSDConfig:
-    "`self` with `pretrained=None` resolved: True where the arch has ImageNet weights"
-    return self if self.pretrained is not None else replace(self, pretrained=_has_weights(get_arch(self.arch)))
+def with_pretrained(self:SSDConfig, arch=None, # the body's model function; default: `get_arch(self.arch)`
+                   )->SSDConfig:
+    "`self` with `pretrained=None` decided: True where the arch has ImageNet weights"
+    return self if self.pretrained is not None else replace(self, pretrained=_has_weights(arch or get_arch(self.arch)))
 
 # %% ../nbs/library/24_config.ipynb #5879959f
 def build_ssd(cfg:SSDConfig, # the settings
               n_classes:int, # classes, without background
               arch=None, # the body's model function, if it is not one `get_arch` finds by `cfg.arch`
-             )->tuple: # (SSDModel, SSDLoss); `model.cfg` is `cfg` with its grids and `pretrained` resolved
+             )->tuple: # (SSDModel, SSDLoss); `model.cfg` is `cfg.resolved(arch)`
     "The model and the loss that `cfg` describes"
-    arch = arch or get_arch(cfg.arch)
-    pretrained = cfg.pretrained if cfg.pretrained is not None else _has_weights(arch)
-    body = make_body(arch, pretrained, stride=cfg.stride)
-    model = SSDModel(body, n_classes, cfg.size, cfg.grids, cfg.k, nh=cfg.nh, drop=cfg.drop, stem_ks=cfg.stem_ks,
-                     fine_ks=cfg.fine_ks)                                  # grids None: from the body's feature map
-    grids = model.head.grids
-    loss = SSDLoss(make_anchors(grids, cfg.zooms, cfg.ratios), cfg.match_iou, cfg.gamma, cfg.alpha, cfg.bbox_weight,
+    cfg = cfg.resolved(arch)                                               # grids and `pretrained` decided
+    model = SSDModel(make_body(arch or get_arch(cfg.arch), cfg.pretrained, stride=cfg.stride), n_classes, cfg)
+    loss = SSDLoss(make_anchors(cfg.grids, cfg.zooms, cfg.ratios), cfg.match_iou, cfg.gamma, cfg.alpha, cfg.bbox_weight,
                    cfg.clas_weight)
-    model.cfg = replace(cfg, grids=grids, pretrained=body.pretrained)
     return model, loss
 
 # %% ../nbs/library/24_config.ipynb #2208aa4f
-def config_grids(cfg:SSDConfig)->tuple:
+@functools.cache
+def body_strides(arch, # a name of `get_arch` or a model function
+                )->tuple: # the output strides of the body's layers, e.g. (2, 4, 8, 16, 32)
+    "The strides at which the body of `arch` can be cut (its layers run once on a small image, random weights)"
+    f = get_arch(arch) if isinstance(arch, str) else arch
+    with torch.random.fork_rng(): return tuple(sorted(set(layer_strides(make_body(f, pretrained=False)))))
+
+def _side(size:int, stride:int)->int: return math.ceil(size/stride)   # a feature map's side: 'same' padding, ceil
+
+def config_grids(cfg:SSDConfig, arch=None, # the body's model function; default: `get_arch(cfg.arch)`
+                )->tuple:
     "The grids of the detector `cfg` describes: `cfg.grids`, or those of its body's feature map at `cfg.size`"
     if cfg.grids is not None: return cfg.grids
-    with torch.random.fork_rng():                                          # the seeded weights stay as they are
-        return build_ssd(replace(cfg, pretrained=False), 1)[0].head.grids
+    return halving_grids(_side(cfg.size, cfg.stride or max(body_strides(arch or cfg.arch))))
+
+@patch
+def resolved(self:SSDConfig, arch=None)->SSDConfig:
+    "`self` with its derived settings decided: `pretrained` (`with_pretrained`) and `grids` (`config_grids`)"
+    return replace(self.with_pretrained(arch), grids=config_grids(self, arch))
 
 # %% ../nbs/library/24_config.ipynb #f59a730d
 SHAPES = SSDConfig()
@@ -149,11 +161,6 @@ RECIPES = dict(shapes=SHAPES, data=DATA, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  
 
 
 # %% ../nbs/library/24_config.ipynb #c0be5de0
-@functools.cache
-def body_strides(arch:str)->tuple: # the output strides of the layers of the body of `arch`, e.g. (2, 4, 8, 16, 32)
-    "The strides at which the body of `arch` can be cut (its layers run once on a small image, random weights)"
-    with torch.random.fork_rng(): return tuple(sorted(set(layer_strides(make_body(get_arch(arch), pretrained=False)))))
-
 _EPOCHS, _N_BCCD = 20, 292  # BCCD's recipe: 20 epochs of its 292 training images; a derived recipe scales them
 _SIZES, _MIN_PX = (224, 256, 288, 320), 20  # the smallest of these sizes at which the small objects span 20 pixels
 _FIT_FROM = BCCD.zooms  # where the search of the zooms starts: it stops once every box reaches an anchor
@@ -161,7 +168,7 @@ _MAX_CUT = 16  # the deepest cut a derived recipe takes: Lite0's stride 32 costs
 
 def _grids(cfg:SSDConfig, need:float, given:dict)->tuple: # (stride, grids, feature map side) for a `need`-cell grid
     strides = [cfg.stride] if given.get('stride') else [s for s in body_strides(cfg.arch) if 8 <= s <= _MAX_CUT]
-    feat = {s: math.ceil(cfg.size/s) for s in strides}                     # 'same' padding: ceil
+    feat = {s: _side(cfg.size, s) for s in strides}
     s = max([s for s in strides if feat[s] >= need], default=min(strides))
     return s, halving_grids(feat[s]), feat[s]                             # the cut's own map is the finest grid
 

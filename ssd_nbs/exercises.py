@@ -202,7 +202,10 @@ def check_halving(answer, feat:int)->Verdict: # the grids a `feat` x `feat` map 
 def check_n_outputs(f)->Verdict: # f(grids, k, n_classes) -> numbers the head outputs for one image
     "06_multiscale: `f` counts the box activations and class scores `SSDHead` gives"
     from ssd_nbs.model import SSDHead
-    def ref(grids, k, n): b,c = SSDHead(8, n, grids[0], grids, k, nh=8).eval()(torch.zeros(1, 8, grids[0], grids[0])); return b.numel()+c.numel()
+    from ssd_nbs.config import SSDConfig
+    def ref(grids, k, n):
+        cfg = SSDConfig(grids=grids, zooms=(1.,)*k, ratios=((1.,1.),), nh=8)               # k anchors a cell
+        b,c = SSDHead(8, n, grids[0], cfg).eval()(torch.zeros(1, 8, grids[0], grids[0])); return b.numel()+c.numel()
     return _check_fn(f, [((4,2,1), 9, 3), ((4,), 1, 1), ((8,4,2,1), 6, 20)], ref, 'n_outputs', 0)
 
 # %% ../nbs/library/32_exercises.ipynb #8866d0c5

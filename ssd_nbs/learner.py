@@ -13,10 +13,16 @@ from .config import SSDConfig, DATA, build_ssd, derive_config, format_derived
 from .fit import dls_boxes
 
 # %% auto #0
-__all__ = ['ssd_split', 'LossPart', 'MeanAP', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'ssd_learner']
+__all__ = ['frozen_layers', 'ssd_split', 'LossPart', 'MeanAP', 'SSDLearner', 'NonFiniteLossError', 'StopOnNonFinite', 'FreezeAt',
+           'ssd_learner']
 
 # %% ../nbs/course/08_single_shot.ipynb #6
-def ssd_split(m:SSDModel): return L(m.body, m.head).map(params)
+def frozen_layers(m:SSDModel)->list: # the body's first `m.cfg.freeze_at` top-level layers: they never train
+    return list(m.body.children())[:m.cfg.freeze_at]
+
+def ssd_split(m:SSDModel): # [body, head] parameter groups; the body's `frozen_layers` in neither
+    fr = {id(p) for l in frozen_layers(m) for p in l.parameters()}
+    return L([p for p in params(m.body) if id(p) not in fr], params(m.head))
 
 class LossPart(Metric):
     "Average of one part (`'bbox'` or `'clas'`) of `SSDLoss` over the validation set (`07_loss`)"
@@ -83,6 +89,16 @@ def _warn_crowded(dls, n_anc:int):
                       f'never be matched (add grids, zooms or ratios): {", ".join(names[:10])}'
                       + (f' and {len(names)-10} more' if len(names) > 10 else ''), stacklevel=3)
 
+# %% ../nbs/course/08_single_shot.ipynb #frozen
+class FreezeAt(Callback):
+    "The body's `frozen_layers` stay as they are: no gradients, and eval mode (batchnorm statistics kept) in every epoch"
+    order = 1                                                               # after `TrainEvalCallback` calls `model.train()`
+    def after_create(self): self.before_fit()
+    def before_fit(self):
+        for l in frozen_layers(getattr(self.learn.model, 'module', self.learn.model)): l.requires_grad_(False)
+    def before_train(self):
+        for l in frozen_layers(getattr(self.learn.model, 'module', self.learn.model)): l.eval()
+
 # %% ../nbs/course/08_single_shot.ipynb #13
 _CONFIG = {f.name for f in fields(SSDConfig)}
 
@@ -103,6 +119,7 @@ def ssd_learner(dls, # `DataLoaders` from `ssd_dls`
     model,loss = build_ssd(cfg, len(dls.vocab)-1, None if isinstance(arch, (str, type(None))) else arch)
     kwargs.setdefault('metrics', [LossPart('bbox'), LossPart('clas')])
     kwargs['cbs'] = L(kwargs.get('cbs')) + [StopOnNonFinite()]            # see "Two checks on every learner"
+    if model.cfg.freeze_at: kwargs['cbs'] += [FreezeAt()]                 # see "Layers that never train"
     _warn_crowded(dls, len(loss.anchors))
     learn = SSDLearner(dls, model, loss_func=loss, splitter=ssd_split, **kwargs)
     if model.cfg.pretrained: learn.freeze()                                # train the head first

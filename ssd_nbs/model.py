@@ -5,6 +5,7 @@
 # %% ../nbs/course/06_multiscale.ipynb #3
 from __future__ import annotations
 import math
+from dataclasses import replace
 import torch
 from torch import nn, Tensor
 from .core import *
@@ -50,21 +51,19 @@ class SSDHead(nn.Module):
     def __init__(self, ni:int, # channels of the backbone's output
                  n_classes:int, # classes, without background
                  feat:int, # spatial size of the backbone's output
-                 grids=(4,2,1), # grid sizes, fine to coarse; None: `halving_grids(feat)`, down to 1x1
-                 k:int=9, nh:int=256, drop:float=0.1, prior:float=0.01,
-                 stem_ks:int=1, # kernel size of the first conv, from `ni` to `nh` channels
-                 fine_ks:int=3): # kernel size of the finest grid's output conv (the coarser ones are 3x3)
+                 cfg, # an `SSDConfig`: its `grids` (None: `halving_grids(feat)`), `k`, `nh`, `drop`, `stem_ks` and `fine_ks`
+                 prior:float=0.01): # the probability every class score starts at (see "The class bias")
         super().__init__()
-        self.grids = halving_grids(feat) if grids is None else tuple(grids)
-        self.stem = nn.Sequential(nn.Dropout(drop), ConvLayer(ni, nh, ks=stem_ks))
+        self.grids = halving_grids(feat) if cfg.grids is None else tuple(cfg.grids)
+        self.stem = nn.Sequential(nn.Dropout(cfg.drop), ConvLayer(ni, cfg.nh, ks=cfg.stem_ks))   # ni -> nh channels
         self.downs,self.outs,cur = nn.ModuleList(),nn.ModuleList(),feat
         for g in self.grids:
             layers = []
-            while cur > g: layers.append(ConvLayer(nh, nh, stride=2)); cur = (cur+1)//2
+            while cur > g: layers.append(ConvLayer(cfg.nh, cfg.nh, stride=2)); cur = (cur+1)//2
             if cur != g: raise ValueError(f'Grid {g}x{g} cannot follow a {feat}x{feat} feature map through stride-2 '
                                           f'convs (grids must shrink: {self.grids}); change `grids` or the image size')
             self.downs.append(nn.Sequential(*layers))
-            self.outs.append(OutConv(nh, n_classes, k, prior, ks=fine_ks if not self.outs else 3))
+            self.outs.append(OutConv(cfg.nh, n_classes, cfg.k, prior, ks=cfg.fine_ks if not self.outs else 3))
     def forward(self, x): # (bs, ni, feat, feat)
         x,boxes,clas = self.stem(x),[],[]
         for down,out in zip(self.downs, self.outs):
@@ -79,16 +78,17 @@ def _dummy_eval(body:nn.Module, size:int)->Tensor: # (1, c, h, w): the output of
     with torch.no_grad(): return body.eval()(w.new_empty(1, w.shape[1], size, size).uniform_(-1., 1.))
 
 class SSDModel(nn.Module):
-    "Backbone + `SSDHead`: images -> (box activations, class scores) for every anchor"
+    "Backbone + `SSDHead`: images -> (box activations, class scores) for every anchor; `cfg` is its config"
     def __init__(self, body:nn.Module, # a CNN body, e.g. from `create_body`
                  n_classes:int, # classes, without background
-                 size:int=128, # input image size (square)
-                 grids=(4,2,1), # None: from the body's feature map (`halving_grids`)
-                 k:int=9, **kwargs):
+                 cfg): # an `SSDConfig`: the image `size` (square) and the head's settings
         super().__init__()
-        self.body,self.size = body,size
-        feat = _dummy_eval(body, size).shape[-1]
-        self.head = SSDHead(_dummy_eval(body, 32).shape[1], n_classes, feat, grids, k, **kwargs)   # its channels
+        self.body = body
+        feat = _dummy_eval(body, cfg.size).shape[-1]
+        self.head = SSDHead(_dummy_eval(body, 32).shape[1], n_classes, feat, cfg)   # its channels
+        self.cfg = replace(cfg, grids=self.head.grids)                       # grids None: those the head made
+    @property
+    def size(self)->int: return self.cfg.size   # input image size (square)
     def forward(self, x): # (bs, 3, size, size) -> (bs, n_anchors, 4), (bs, n_anchors, n_classes+1)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             raise ValueError(f'SSDModel was built for {self.size}x{self.size} images, got {tuple(x.shape[-2:])}')

@@ -111,17 +111,18 @@ def one_cycle(learn, n_epoch:int, lr_max, # as in `fit_one_cycle`
     learn.fit(n_epoch-start, cbs=ParamScheduler({k: partial(_shifted, f, start/n_epoch) for k,f in scheds.items()})+L(cbs))
 
 # %% ../nbs/library/28_train.ipynb #07cc9ab8
-def fit_run(learn, epochs:int, lr:float, pretrained:bool, start:int=0, cbs=None, opt_state=None,
-            freeze_epochs:int=1, body_lr_div:float=200., head_lr_div:float=2.): # a pretrained body's schedule
+def fit_run(learn, cfg:SSDConfig|None=None, # the recipe: `epochs`, `lr`, `pretrained`, `freeze_epochs`, `body_lr_div`, `head_lr_div`; None: `learn.model.cfg`
+            start:int=0, cbs=None, opt_state=None): # epochs already done; callbacks; an optimiser state to start from
     "Train as `ssd-train` does, from epoch `start` on: fine-tune a pretrained body, else one cycle over all of it"
-    if start >= epochs: return
-    if not pretrained or epochs == 1: learn.unfreeze(); one_cycle(learn, epochs, lr, start, cbs, opt_state); return
-    fe = min(freeze_epochs, epochs-1)                                        # `learn.fine_tune(epochs-fe, lr, fe)`
+    c = (cfg or learn.model.cfg).with_pretrained()
+    if start >= c.epochs: return
+    if not c.pretrained or c.epochs == 1: learn.unfreeze(); one_cycle(learn, c.epochs, c.lr, start, cbs, opt_state); return
+    fe = min(c.freeze_epochs, c.epochs-1)                                    # `learn.fine_tune(epochs-fe, lr, fe)`
     if start < fe:
-        learn.freeze(); one_cycle(learn, fe, slice(lr), start, cbs, opt_state, pct_start=0.99); opt_state = None
+        learn.freeze(); one_cycle(learn, fe, slice(c.lr), start, cbs, opt_state, pct_start=0.99); opt_state = None
     learn.unfreeze()
-    one_cycle(learn, epochs-fe, slice(lr/body_lr_div, lr/head_lr_div), max(start-fe, 0), cbs, opt_state, offset=fe,
-              pct_start=0.3, div=5.)
+    one_cycle(learn, c.epochs-fe, slice(c.lr/c.body_lr_div, c.lr/c.head_lr_div), max(start-fe, 0), cbs, opt_state,
+              offset=fe, pct_start=0.3, div=5.)
 
 
 # %% ../nbs/library/28_train.ipynb #eab94863
@@ -340,8 +341,7 @@ def _fit(learn, cfg:SSDConfig, cp:CheckpointCallback, ck:Checkpoint|None, cbs:li
     try:
         with _distrib_ctx(learn):
             if ck: _set_rng_state(learn, ck.rng)
-            fit_run(learn, cfg.epochs, cfg.lr, cfg.pretrained, ck.epoch if ck else 0, [cp, *cbs], ck.opt if ck else None,
-                    cfg.freeze_epochs, cfg.body_lr_div, cfg.head_lr_div)
+            fit_run(learn, cfg, ck.epoch if ck else 0, [cp, *cbs], ck.opt if ck else None)
     except NonFiniteLossError as e:
         raise SSDError(f'training stopped: {e.msg}. Nothing was written to {out}' +
                        (f' but the checkpoint of epoch {len(cp.history)}' if cp.history else '')) from None

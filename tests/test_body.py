@@ -13,6 +13,7 @@ from fastai.vision.all import Learner, L, params, dummy_eval, num_features_model
 
 from ssd_nbs.body import *
 from ssd_nbs.model import SSDModel
+from ssd_nbs.config import SSDConfig
 
 torch.set_num_threads(1)
 
@@ -89,7 +90,7 @@ def test_no_silent_random_weights():
     with pytest.raises(NoWeightsError, match='broken'): make_body(broken)
 
 def test_freeze_keeps_batchnorm_trainable():
-    model = SSDModel(make_body('efficientnet_lite0', stride=16), 3, size=64, grids=(4,2,1), k=9)
+    model = SSDModel(make_body('efficientnet_lite0', stride=16), 3, SSDConfig(size=64, grids=(4,2,1)))
     learn = Learner(None, model, loss_func=lambda *a: 0, splitter=lambda m: L(m.body, m.head).map(params), lr=1e-3)
     learn.freeze()
     assert len(learn.opt.param_lists) == 2
@@ -111,7 +112,7 @@ def test_freeze_keeps_batchnorm_trainable():
 
 @pytest.mark.parametrize('size,grids', [(64, (4,2,1)), (320, (20,10,5,3,1))])
 def test_ssd_model_builds_on_it(size, grids):
-    model = SSDModel(make_body('efficientnet_lite0', stride=16), 3, size=size, grids=grids, k=9, nh=32).eval()
+    model = SSDModel(make_body('efficientnet_lite0', stride=16), 3, SSDConfig(size=size, grids=grids)).eval()
     n = sum(g*g for g in grids)*9
     with torch.no_grad(): box, clas = model(torch.randn(2, 3, size, size))
     assert box.shape == (2, n, 4) and clas.shape == (2, n, 4)

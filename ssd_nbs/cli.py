@@ -12,7 +12,7 @@ warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')  #
 try: from fastcore.docments import docments
 except ImportError: docments = None                                        # only the options' help texts need it
 from .files import SSDError, SettingError
-from .predict import predict_files, image_files                     # numpy and PIL: PyTorch only for its engine
+from .predict import predict_files                     # numpy and PIL: PyTorch only for its engine
 # Each command imports what it runs: ssd-train and ssd-data the training side (fastai), ssd-export PyTorch.
 
 # %% auto #0
@@ -168,13 +168,6 @@ def predict_main(argv=None):
     _run(ssd_predict, 'ssd-predict', argv)
 
 # %% ../nbs/library/30_cli.ipynb #e1a2b3c4
-def _run_valid(model:Path)->tuple: # (files, targets) of the validation images of the run that wrote `model`
-    mj = model.parent/'metrics.json'
-    s = json.loads(mj.read_text()).get('settings', {}) if mj.is_file() else {}
-    if not s.get('data'): raise CLIError(f'--int8: give --calib IMAGES ({mj} does not name the data of the run)')
-    from ssd_nbs.readers import read_data
-    return read_data(s['data'], s.get('format', 'auto'), s.get('images'), s.get('seed', 42)).valid
-
 def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-train
                onnx:str=None, # the ONNX file to write (default: MODEL with the suffix .onnx)
                score_thresh:float=None, # the file keeps detections scoring above this (default: the model's)
@@ -187,11 +180,11 @@ def ssd_export(model:str, # a model.safetensors (or model.pkl) written by ssd-tr
               ):
     "Export a model from ssd-train as one ONNX file (network, decoding, NMS), for onnxruntime and ssd-predict --engine onnx"
     from ssd_nbs.detector import load_detector
-    from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map
+    from ssd_nbs.deploy import export_detector, quantize_onnx, onnx_map, calib_files
     dest = export_detector(load_detector(model), onnx or Path(model).with_suffix('.onnx'), score_thresh, nms_iou, max_det)
     print(f'wrote {dest} ({dest.stat().st_size/1e6:.1f} MB); run it with ssd-predict --engine onnx {dest} IMAGES')
     if not int8: return
-    files = image_files(calib) if calib else _run_valid(Path(model))[0]
+    files = calib_files(model, calib)
     q = quantize_onnx(dest, dest.with_name(dest.stem + '_int8.onnx'), files[:n_calib])
     print(f'wrote {q} ({q.stat().st_size/1e6:.1f} MB), int8, calibrated on {min(len(files), n_calib)} images')
     if val:

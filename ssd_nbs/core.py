@@ -12,8 +12,8 @@ import numpy as np
 import zlib
 
 # %% auto #0
-__all__ = ['show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_inter', 'box_iou', 'plain', 'show_boxes', 'show_fig',
-           'SSDError', 'DataError', 'SettingError', 'first_line', 'atomic_path', 'write_json']
+__all__ = ['COLORS', 'show_image', 'box_area', 'xyxy2cthw', 'cthw2xyxy', 'box_inter', 'box_iou', 'plain', 'draw_box',
+           'show_boxes', 'show_fig', 'SSDError', 'DataError', 'SettingError', 'first_line', 'atomic_path', 'write_json']
 
 # %% ../nbs/course/00_boxes.ipynb #5
 def show_image(img, ax=None, figsize=(4,4), title=None):
@@ -70,7 +70,7 @@ def plain(*ts): # tensors, possibly of fastai's tensor subclasses
     return res[0] if len(res) == 1 else res
 
 # %% ../nbs/course/00_boxes.ipynb #25
-_COLORS = plt.get_cmap('tab10').colors
+COLORS = plt.get_cmap('tab10').colors
 
 def _label_fits(ax, x, y, txt, fontsize=9)->bool:
     "Whether a label hung below the data point (x,y) of `ax` stays clear of the labels drawn there; if so, note its place"
@@ -81,7 +81,7 @@ def _label_fits(ax, x, y, txt, fontsize=9)->bool:
     if any(r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] for o in drawn): return False
     drawn.append(r); return True
 
-def _draw_box(ax, b, color, txt=None, lw=2, ls='-'):
+def draw_box(ax, b, color, txt=None, lw=2, ls='-'):
     x1,y1,x2,y2 = [float(o) for o in b]
     patch = ax.add_patch(plt.Rectangle((x1,y1), x2-x1, y2-y1, fill=False, edgecolor=color, lw=lw, ls=ls))
     patch.set_path_effects([patheffects.Stroke(linewidth=lw+2, foreground='black'), patheffects.Normal()])
@@ -117,7 +117,7 @@ def show_boxes(img, # PIL image, array or (3,h,w) tensor; None draws on `ax` as 
         ci = li if li is not None else (list(vocab).index(l) if vocab is not None and l in vocab else zlib.crc32(str(l).encode()))
         txt = None if name is None or not text else str(name)
         if scores is not None and text: txt = f'{txt or ""} {float(scores[i]):.2f}'.strip()
-        _draw_box(ax, b, _COLORS[ci % len(_COLORS)], txt, lw=lw, ls=ls)
+        draw_box(ax, b, COLORS[ci % len(COLORS)], txt, lw=lw, ls=ls)
     return ax
 
 def _img_size(img, ax):

@@ -13,16 +13,16 @@ from torch import nn, Tensor
 from torchvision.ops import batched_nms
 from PIL import Image
 from fastcore.basics import patch
-from .core import SSDError, atomic_path, first_line
+from .core import SSDError, SettingError, atomic_path, first_line
 from .body import IMAGENET_STATS
 from .loss import ssd_activation
 from .inference import PostProcess, group_rank
 from .detector import Detector
-from .predict import EXPORT_FORMAT, _JSON, NeedsExtra, _need, OnnxDetector, preprocess, read_image
+from .predict import EXPORT_FORMAT, JSON_META, NeedsExtra, need_module, OnnxDetector, preprocess, read_image, image_files
 
 # %% auto #0
 __all__ = ['OPSET', 'NMSOp', 'SSDExport', 'onnx_metadata', 'fold_pads', 'onnx_model_copy', 'export_onnx', 'export_detector',
-           'quantize_onnx', 'onnx_map']
+           'quantize_onnx', 'calib_files', 'onnx_map']
 
 # %% ../nbs/library/29_deploy.ipynb #8
 class NMSOp(torch.autograd.Function):
@@ -94,13 +94,13 @@ def onnx_metadata(vocab:list, size:int, post:PostProcess, opset:int,
              inputs='images: (N, 3, size, size) float32, RGB resized to size x size, /255, then (x - mean) / std',
              outputs='boxes (N, max_det, 4) x1,y1,x2,y2 as fractions of width and height; scores (N, max_det); '
                      'labels (N, max_det) int64, index into classes, 0 = no detection; num_dets (N,) int64')
-    return {k: json.dumps(v) if k in _JSON else str(v) for k,v in d.items()}
+    return {k: json.dumps(v) if k in JSON_META else str(v) for k,v in d.items()}
 
 # %% ../nbs/library/29_deploy.ipynb #157d5bc7
 def fold_pads(m, # an ONNX `ModelProto`, changed in place
               size:int)->int: # the number of `Pad`s folded
     "Fold each zero `Pad` that feeds one `Conv` into the convolution's padding (pads computed once, at input `size`)"
-    ort,g,users = _need('onnxruntime'),m.graph,{}
+    ort,g,users = need_module('onnxruntime'),m.graph,{}
     for n in g.node:
         for i in n.input: users.setdefault(i, []).append(n)
     pads = [n for n in g.node if n.op_type == 'Pad' and [o.op_type for o in users.get(n.output[0], [])] == ['Conv']
@@ -109,7 +109,7 @@ def fold_pads(m, # an ONNX `ModelProto`, changed in place
     probe = onnx_model_copy(m)
     vals = {n.input[2] for n in pads if len(n.input) > 2 and n.input[2]}     # the padding values, 0 or not
     names = [n.input[1] for n in pads] + sorted(vals)
-    probe.graph.output.extend([_need('onnx').helper.make_empty_tensor_value_info(o) for o in names])
+    probe.graph.output.extend([need_module('onnx').helper.make_empty_tensor_value_info(o) for o in names])
     got = dict(zip(names, ort.InferenceSession(probe.SerializeToString(), providers=['CPUExecutionProvider']).run(
         names, {g.input[0].name: np.zeros((g.input[0].type.tensor_type.shape.dim[0].dim_value or 1, 3, size, size), np.float32)})))
     k = 0
@@ -119,7 +119,7 @@ def fold_pads(m, # an ONNX `ModelProto`, changed in place
         c = users[n.output[0]][0]
         old = next((list(a.ints) for a in c.attribute if a.name == 'pads'), [0]*4)
         for a in [a for a in c.attribute if a.name == 'pads']: c.attribute.remove(a)
-        c.attribute.append(_need('onnx').helper.make_attribute('pads', [old[0]+p[2], old[1]+p[3], old[2]+p[6], old[3]+p[7]]))
+        c.attribute.append(need_module('onnx').helper.make_attribute('pads', [old[0]+p[2], old[1]+p[3], old[2]+p[6], old[3]+p[7]]))
         c.input[0] = n.input[0]; g.node.remove(n); k += 1
     _prune(g)
     return k
@@ -144,7 +144,7 @@ def export_onnx(model:nn.Module, # a trained `SSDModel` (its `size` is the input
                 post:PostProcess|None=None, # what is kept; default: that of the model's config
                 opset:int=OPSET)->Path:
     "Write `model` with its decoding and NMS as one ONNX file with a dynamic batch size, checked by `onnx.checker`"
-    onnx,was = _need('onnx'),model.training
+    onnx,was = need_module('onnx'),model.training
     post = post or PostProcess.from_config(model.cfg)
     ex,dest = SSDExport(model, anchors, post), Path(dest)
     x = torch.zeros(2, 3, model.size, model.size)
@@ -184,7 +184,7 @@ def quantize_onnx(src, # a file of `export_onnx`
                   calib:list, # image files to calibrate the activations' ranges on (some tens are enough)
                  )->Path:
     "Write `src` with its network in int8 (onnxruntime's static quantization, QDQ) as `dest`; decoding and NMS stay float"
-    _need('onnxruntime')
+    need_module('onnxruntime')
     from onnxruntime.quantization import quantize_static, QuantFormat, QuantType
     from onnxruntime.quantization.shape_inference import quant_pre_process
     if not calib: raise SSDError('int8: no image to calibrate on')
@@ -193,12 +193,25 @@ def quantize_onnx(src, # a file of `export_onnx`
         pre = t.with_name(t.name + '.pre')
         try:
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-            net = [n.name for n in _need('onnx').load(pre).graph.node if n.name.startswith('/model/')]   # not the decoding
+            net = [n.name for n in need_module('onnx').load(pre).graph.node if n.name.startswith('/model/')]   # not the decoding
             quantize_static(str(pre), str(t), _Images(calib, meta), quant_format=QuantFormat.QDQ, per_channel=True,
                             op_types_to_quantize=['Conv', 'Clip', 'Add'], nodes_to_quantize=net,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         finally: pre.unlink(missing_ok=True)
     return dest
+
+# %% ../nbs/library/29_deploy.ipynb #9a787bbd
+def calib_files(model, # a model file; the metrics.json beside it names the data of its run
+                calib=None, # images to calibrate on (a folder or files); None: the validation images of the model's run
+               )->list:
+    "The images to calibrate int8 on: those of `calib`, or the validation images of the run that wrote `model`"
+    if calib: return image_files(calib)
+    mj = Path(model).parent/'metrics.json'
+    s = json.loads(mj.read_text()).get('settings', {}) if mj.is_file() else {}
+    if not s.get('data'): raise SettingError('calib', f': none given, and {mj} does not name the data of the run')
+    from .readers import read_data                                          # NumPy and PIL: no fastai
+    return read_data(s['data'], s.get('format', 'auto'), s.get('images'), s.get('seed', 42)).valid[0]
+
 
 # %% ../nbs/library/29_deploy.ipynb #2edbfae3
 def onnx_map(fn, # an exported file (float or int8)

@@ -11,7 +11,7 @@ from torch import Tensor
 from .core import *
 from .anchors import Anchors
 from .inference import group_rank
-from .metrics import mean_ap, _flatten
+from .metrics import mean_ap, flatten_dets
 
 # %% auto #0
 __all__ = ['KINDS', 'KIND_NAMES', 'SPECIAL', 'COCO_AREAS', 'REL_AREAS', 'tide_match', 'tide_errors', 'error_counts', 'fix_errors',
@@ -103,7 +103,7 @@ def tide_errors(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per im
                 max_det:int|None=100, # best detections kept per image and class, as in `mean_ap`
                )->dict: # classes, thresholds, and flat tensors `det` (kind: -1 if found) and `gt` (missed)
     "TIDE's kind of every false positive and every missed object, on `mean_ap`'s inputs"
-    (di,db,dc,ds),(gi,gb,gc),classes = _flatten(preds, targets, classes)
+    (di,db,dc,ds),(gi,gb,gc),classes = flatten_dets(preds, targets, classes)
     k = dc >= 0; di,db,dc,ds = di[k],db[k],dc[k],ds[k]                          # labels not in `classes`: left out
     k = gc >= 0; gi,gb,gc = gi[k],gb[k],gc[k]
     o = _order(di, dc, ds, max_det); di,db,dc,ds = di[o],db[o],dc[o],ds[o]

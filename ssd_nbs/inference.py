@@ -12,7 +12,7 @@ from PIL import Image
 from torchvision.ops import batched_nms
 import matplotlib.figure, matplotlib.patches
 from .core import *
-from .core import _COLORS
+from .core import COLORS
 from .anchors import BoxCoder
 from .body import IMAGENET_STATS
 from .loss import ssd_activation
@@ -160,7 +160,7 @@ def show_detections(learn, # an `SSDLearner`
     for i,(b,l,s) in enumerate(dets):
         show_preds(imgs[i], dict(boxes=b, labels=l, scores=s), learn.dls.vocab, axs[i], (bb[i], lb[i]), scaled=True)
     fig.suptitle(f'true boxes dashed, detections (score > {post.score_thresh}) solid\n(a label that would cover another is left out)', fontsize=10)
-    fig.legend(handles=[matplotlib.patches.Patch(fill=False, edgecolor=_COLORS[i % len(_COLORS)], lw=2, label=str(v))
+    fig.legend(handles=[matplotlib.patches.Patch(fill=False, edgecolor=COLORS[i % len(COLORS)], lw=2, label=str(v))
                         for i,v in enumerate(learn.dls.vocab) if i], loc='lower center', ncol=min(len(learn.dls.vocab)-1, 8))
     fig.tight_layout(rect=(0, 0.35/fig.get_figheight(), 1, 1))       # room for the legend below
     return fig

@@ -14,8 +14,8 @@ from .core import *
 from .inference import PostProcess, detections, group_rank
 
 # %% auto #0
-__all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'box_ioa', 'in_crowd', 'pr_curves', 'mean_ap', 'to_coco', 'plot_pr',
-           'MapAccumulator']
+__all__ = ['COCO_IOUS', 'ap_from_pr', 'match_dets', 'box_ioa', 'in_crowd', 'flatten_dets', 'pr_curves', 'mean_ap', 'to_coco',
+           'plot_pr', 'MapAccumulator']
 
 # %% ../nbs/course/10_metrics.ipynb #9
 COCO_IOUS = np.linspace(.5, .95, 10)    # COCO's IoU thresholds 0.5:0.95, made as pycocotools makes them
@@ -98,7 +98,7 @@ def _img_idx(boxes:list)->Tensor: # (n,) which image each box comes from
     return torch.from_numpy(np.repeat(np.arange(len(boxes)), [len(b) for b in boxes]))
 
 # %% ../nbs/course/10_metrics.ipynb #28
-def _flatten(preds, targets, classes=None):
+def flatten_dets(preds, targets, classes=None):
     "Per-image lists -> (img, box, cls, score) of all detections, (img, box, cls) of all objects, and the classes"
     assert len(preds) == len(targets), 'one prediction and one target per image'
     gb,db = [_np(t[0], np.float64, (-1,4)) for t in targets], [_np(p[0], np.float64, (-1,4)) for p in preds]
@@ -159,7 +159,7 @@ def pr_curves(preds:list, # one (boxes (n,4), labels (n,), scores (n,)) per imag
               crowds:list|None=None, # one (boxes (k,4), labels (k,)) of crowd regions per image (COCO's `iscrowd`)
              )->dict: # class -> dict(precision, recall, scores, n_gt), for classes with objects
     "Precision and recall after each detection, best score first, per class; arrays `(n,)` or `(n_thr, n)`"
-    (di,db,dc,ds),(gi,gb,gc),classes = _flatten(preds, targets, classes)
+    (di,db,dc,ds),(gi,gb,gc),classes = flatten_dets(preds, targets, classes)
     assert crowds is None or len(crowds) == len(targets), 'one list of crowd regions per image'
     ci,cb,cc = _regions(crowds or [], classes)
     thrs,res = _thrs(iou_thresh), {}
@@ -196,7 +196,7 @@ def to_coco(preds:list, targets:list, # as for `mean_ap`
             crowds:list|None=None, # as for `mean_ap`: written as annotations with `iscrowd=1`
            ): # (ground truth dict, list of detection dicts), ready for `COCO` and `COCO.loadRes`
     "COCO-format ground truth and detections (boxes `x,y,w,h`, ids from 1); image `i` gets id `i+1`"
-    (di,db,dc,ds),(gi,gb,gc),classes = _flatten(preds, targets, classes)
+    (di,db,dc,ds),(gi,gb,gc),classes = flatten_dets(preds, targets, classes)
     ci,cb,cc = _regions(crowds or [], classes)
     objs = [(i,k,b,0) for i,k,b in zip(gi.tolist(), gc.tolist(), _xywh(gb))] + \
            [(i,k,b,1) for i,k,b in zip(ci.tolist(), cc.tolist(), _xywh(cb))]

@@ -12,8 +12,8 @@ from fastcore.basics import patch
 from .files import SSDError, DataError, SettingError, atomic_path, first_line
 
 # %% auto #0
-__all__ = ['IMAGE_EXTS', 'PIC', 'EXPORT_FORMAT', 'ONNX_CACHE', 'image_files', 'read_image', 'draw_preds', 'Journal', 'NeedsExtra',
-           'preprocess', 'OnnxDetector', 'predict_files']
+__all__ = ['IMAGE_EXTS', 'PIC', 'EXPORT_FORMAT', 'JSON_META', 'ONNX_CACHE', 'image_files', 'read_image', 'draw_preds', 'Journal',
+           'NeedsExtra', 'need_module', 'preprocess', 'OnnxDetector', 'predict_files']
 
 # %% ../nbs/library/27_predict.ipynb #a7a9e9a3
 IMAGE_EXTS = {k for k,v in mimetypes.types_map.items() if v.startswith('image/')}   # as fastai's `image_extensions`
@@ -135,12 +135,12 @@ def finish(self:Journal, n_files:int)->dict: # what detections.json holds
 
 # %% ../nbs/library/27_predict.ipynb #27
 EXPORT_FORMAT = 'ssd_nbs.onnx/1'  # the `format` entry of an exported file's metadata
-_JSON = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
+JSON_META = ('classes', 'size', 'mean', 'std', 'score_thresh', 'nms_iou', 'max_det', 'opset')  # metadata held as JSON
 
 class NeedsExtra(SSDError, ImportError):
     "An optional package is missing: an `SSDError` (one line from the commands) and an `ImportError`"
 
-def _need(mod:str): # import `mod`, or say in one line how to get it
+def need_module(mod:str): # import `mod`, or say in one line how to get it
     try: return __import__(mod)
     except ImportError: raise NeedsExtra(f'{mod} is not installed: pip install -e ".[onnx]" (or pip install onnx onnxruntime)') from None
 
@@ -178,13 +178,13 @@ class OnnxDetector:
     "An exported file, run with onnxruntime: PIL images -> one dict per image, as `Detector` gives"
     def __init__(self, fname, # an .onnx file from `export_onnx`
                  threads:int|None=None): # onnxruntime's intra-op threads (None: $OMP_NUM_THREADS, else onnxruntime's choice)
-        ort = _need('onnxruntime')
+        ort = need_module('onnxruntime')
         if not Path(fname).is_file(): raise DataError(f'{fname}: no such model file')
         so = ort.SessionOptions(); so.intra_op_num_threads,so.inter_op_num_threads = threads or int(os.environ.get('OMP_NUM_THREADS') or 0),1
         try: self.sess = _session(ort, Path(fname), so)
         except Exception as e:
             raise DataError(f'{fname}: not an ONNX file (ssd-export writes one) ({type(e).__name__}: {first_line(e)})') from None
-        self.meta = {k: json.loads(v) if k in _JSON else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
+        self.meta = {k: json.loads(v) if k in JSON_META else v for k,v in self.sess.get_modelmeta().custom_metadata_map.items()}
         if self.meta.get('format') != EXPORT_FORMAT:
             raise DataError(f'{fname}: an ONNX file, but not one written by export_onnx (no {EXPORT_FORMAT!r} format entry)')
         self.vocab,self.size = self.meta['classes'],self.meta['size']

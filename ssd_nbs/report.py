@@ -13,7 +13,7 @@ from PIL import Image
 from matplotlib.figure import Figure
 from fastcore.basics import patch
 from .core import *
-from .core import _COLORS, _draw_box
+from .core import COLORS, draw_box
 from .metrics import mean_ap
 from .errors import *
 from .learner import SSDLearner
@@ -144,12 +144,12 @@ def _image(f): return None if f is None else Image.open(f).convert('RGB')
 
 def _example(ax, ex:dict, K:str, classes:list, img=None):
     "One error: the image's true boxes dashed, the offending prediction solid, a title that names the kind"
-    col = lambda c: _COLORS[(classes.index(c)+1) % len(_COLORS)]                # as `show_boxes` with the vocab
+    col = lambda c: COLORS[(classes.index(c)+1) % len(COLORS)]                # as `show_boxes` with the vocab
     if img is not None: ax.imshow(img)
-    for b,c in ex['objects']: _draw_box(ax, b, col(c), lw=1, ls='--')
-    if 'gt' in ex: _draw_box(ax, ex['gt'], col(ex['gt_label']), lw=3, ls='--')              # the object it is about
+    for b,c in ex['objects']: draw_box(ax, b, col(c), lw=1, ls='--')
+    if 'gt' in ex: draw_box(ax, ex['gt'], col(ex['gt_label']), lw=3, ls='--')              # the object it is about
     focus = ex.get('pred', ex.get('gt'))
-    if 'pred' in ex: _draw_box(ax, ex['pred'], col(ex['label']), lw=2.5)
+    if 'pred' in ex: draw_box(ax, ex['pred'], col(ex['label']), lw=2.5)
     iou = f", IoU {float(box_iou(torch.tensor([ex['pred']]), torch.tensor([ex['gt']]))):.2f} with {ex['gt_label']}" if 'gt' in ex and 'pred' in ex else ''
     what = f"{ex['label']} {ex['score']:.2f}{iou}" if 'pred' in ex else f"{ex['gt_label']} not found"
     ax.set_title(f"{K}: {what}", fontsize=7, color=f'C{KINDS.index(K)}')

@@ -13,7 +13,8 @@ from ssd_nbs.config import SSDConfig, RECIPES, build_ssd, config_grids, body_str
 from ssd_nbs.model import SSDHead, SSDModel, halving_grids, _dummy_eval
 from ssd_nbs.learner import ssd_learner, frozen_layers, ssd_split, FreezeAt
 from ssd_nbs.train import fit_run
-from ssd_nbs.data import make_shapes, voc_items, ssd_dls
+from ssd_nbs.data import make_shapes, ssd_dls
+from ssd_nbs.readers import voc_items
 from ssd_nbs.cli import train_parser
 
 torch.set_num_threads(1)

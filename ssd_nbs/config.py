@@ -21,7 +21,7 @@ from .loss import SSDLoss
 
 # %% auto #0
 __all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig',
-           'get_arch', 'build_ssd', 'body_strides', 'config_grids', 'derive_config', 'opt_value', 'format_derived']
+           'get_arch', 'body_strides', 'config_grids', 'build_ssd', 'derive_config', 'opt_value', 'format_derived']
 
 # %% ../nbs/library/24_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
@@ -118,18 +118,6 @@ def with_pretrained(self:SSDConfig, arch=None, # the body's model function; defa
     "`self` with `pretrained=None` decided: True where the arch has ImageNet weights"
     return self if self.pretrained is not None else replace(self, pretrained=_has_weights(arch or get_arch(self.arch)))
 
-# %% ../nbs/library/24_config.ipynb #5879959f
-def build_ssd(cfg:SSDConfig, # the settings
-              n_classes:int, # classes, without background
-              arch=None, # the body's model function, if it is not one `get_arch` finds by `cfg.arch`
-             )->tuple: # (SSDModel, SSDLoss); `model.cfg` is `cfg.resolved(arch)`
-    "The model and the loss that `cfg` describes"
-    cfg = cfg.resolved(arch)                                               # grids and `pretrained` decided
-    model = SSDModel(make_body(arch or get_arch(cfg.arch), cfg.pretrained, stride=cfg.stride), n_classes, cfg)
-    loss = SSDLoss(make_anchors(cfg.grids, cfg.zooms, cfg.ratios), cfg.match_iou, cfg.gamma, cfg.alpha, cfg.bbox_weight,
-                   cfg.clas_weight)
-    return model, loss
-
 # %% ../nbs/library/24_config.ipynb #2208aa4f
 @functools.cache
 def body_strides(arch, # a name of `get_arch` or a model function
@@ -150,6 +138,18 @@ def config_grids(cfg:SSDConfig, arch=None, # the body's model function; default:
 def resolved(self:SSDConfig, arch=None)->SSDConfig:
     "`self` with its derived settings decided: `pretrained` (`with_pretrained`) and `grids` (`config_grids`)"
     return replace(self.with_pretrained(arch), grids=config_grids(self, arch))
+
+# %% ../nbs/library/24_config.ipynb #5879959f
+def build_ssd(cfg:SSDConfig, # the settings
+              n_classes:int, # classes, without background
+              arch=None, # the body's model function, if it is not one `get_arch` finds by `cfg.arch`
+             )->tuple: # (SSDModel, SSDLoss); `model.cfg` is `cfg.resolved(arch)`
+    "The model and the loss that `cfg` describes"
+    cfg = cfg.resolved(arch)                                               # grids and `pretrained` decided
+    model = SSDModel(make_body(arch or get_arch(cfg.arch), cfg.pretrained, stride=cfg.stride), n_classes, cfg)
+    loss = SSDLoss(make_anchors(cfg.grids, cfg.zooms, cfg.ratios), cfg.match_iou, cfg.gamma, cfg.alpha, cfg.bbox_weight,
+                   cfg.clas_weight)
+    return model, loss
 
 # %% ../nbs/library/24_config.ipynb #f59a730d
 SHAPES = SSDConfig()

@@ -62,6 +62,24 @@ class Keep(Callback):
     "Keep the learner, for its error report after training"
     def before_fit(self): self.kept = self.learn
 
+def runs_table(runs:list)->str:
+    "A markdown row per run, then the mean and spread (max - min) of each arm with more than one seed"
+    cls = ['Platelets', 'RBC', 'WBC']; K = ['Loc', 'Bkg', 'Dupe', 'Cls', 'Both', 'Miss']
+    f = lambda r: [f"{r['mAP']:.4f}", *(f"{r[c]:.4f}" for c in cls), *(f"{r['errors'][k]:.3f}" for k in K), str(r['train_cpu_s']),
+                   f"{r['train_cpu_s']/len(r['run']['epoch_seconds']):.1f}"]
+    out = ['| arm | seed | mAP@0.5 | ' + ' | '.join(cls) + ' | ' + ' | '.join(f'dAP {k}' for k in K) + ' | training CPU s | CPU s an epoch |',
+           '|' + '---|'*(len(cls)+len(K)+5)]
+    arms = list(dict.fromkeys(r['arm'] for r in runs))
+    for arm in arms:
+        rs = sorted([r for r in runs if r['arm'] == arm], key=lambda r: r['seed'])
+        out += [f"| {arm} | {r['seed']} | " + ' | '.join(f(r)) + ' |' for r in rs]
+        if len(rs) > 1:
+            m = lambda k: sum(r[k] for r in rs)/len(rs)
+            out.append(f"| **{arm}, mean of {len(rs)}** | | **{m('mAP'):.4f}** (spread {max(r['mAP'] for r in rs)-min(r['mAP'] for r in rs):.4f}) | "
+                       + ' | '.join(f'{m(c):.4f}' for c in cls) + ' | ' + ' | '.join(f"{sum(r['errors'][k] for r in rs)/len(rs):.3f}" for k in K)
+                       + f" | {m('train_cpu_s'):.0f} | |")
+    return '\n'.join(out)
+
 S384 = dict(size=384, grids='48,24,12,6,3,1', zooms='1.2,1.56,4.0368')  # the 320 px anchors' sizes in pixels, 48x48 at stride 8
 ARMS = dict(frozen=({}, None), e30=(dict(epochs=30), None), e40=(dict(epochs=40), None), s384=(S384, None),
             s384e30=(dict(S384, epochs=30), None), giou=({}, lambda l: GIoULoss(l, 2., 1.)),
@@ -72,7 +90,9 @@ p = options(__doc__)
 p.add_argument('--seeds', default='42', help='comma-separated seeds')
 p.add_argument('--arm', default='frozen', help=f'one of: {", ".join(ARMS)}')
 p.add_argument('--errors-dir', default='bench/results/recipe_bccd_runs')
+p.add_argument('--table', action='store_true', help="print the table of `--out`'s runs (mean of the seeds too) and stop")
 a = parse(p)
+if a.table: print(runs_table(json.loads(Path(a.out).read_text())['runs'])); sys.exit()
 sets, wrap = ARMS[a.arm]
 for k,v in sets.items():
     if a.quick and k in ('size', 'grids', 'zooms'): continue
@@ -85,6 +105,10 @@ for seed in map(int, a.seeds.split(',')):
     c0 = time.process_time()
     d = Path(a.errors_dir)/f'{a.arm}-seed{seed}'; d.mkdir(parents=True, exist_ok=True)
     rep = save_errors(keep.kept, d)
+    P,T,sizes,files = keep.kept.error_preds(keep.kept.dls[1])         # every detection, for `bccd_background.py`
+    (d/'preds.json').write_text(json.dumps(dict(files=[str(o) for o in files], sizes=sizes,
+        preds=[dict(boxes=b.tolist(), labels=list(map(str, l)), scores=s.tolist()) for b,l,s in P],
+        targets=[dict(boxes=b.tolist(), labels=list(map(str, l))) for b,l in T])))
     row = dict(arm=a.arm, seed=seed, mAP=r['mAP'], **r['per_class'], train_cpu_s=r['train_cpu_seconds'],
                errors={k: v['dAP'] for k,v in rep['errors'].items()}, counts={k: v['count'] for k,v in rep['errors'].items()},
                fp_dAP=rep['special']['FalsePos'], report_cpu_s=round(time.process_time()-c0))

@@ -15,6 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchutil import machine_info
 import torch
+from torch import nn
 from fastai.vision.all import set_seed, Callback
 from fastai.callback.channelslast import ChannelsLast
 from ssd_nbs.config import RECIPES
@@ -27,14 +28,25 @@ from ssd_nbs.train import fit_run
 from ssd_nbs.check import refit_anchors
 
 KEYS = ('arch', 'pretrained', 'stride', 'size', 'grids', 'zooms', 'nh', 'epochs', 'lr', 'bs', 'freeze_epochs', 'body_lr_div',
-        'head_lr_div')
+        'head_lr_div', 'gamma', 'match_iou')
+
+class FreezeAt(Callback):
+    "The body's first `n` children (stem + 3 blocks: 6) without gradients, their BatchNorms in eval, in every epoch"
+    order = 1  # after `TrainEvalCallback` (-10), which puts the model in train mode
+    def __init__(self, n:int=6): self.n = n
+    def before_train(self):
+        for l in list(self.learn.model.body)[:self.n]:          # after fastai's `freeze`/`unfreeze` (`fit_run`)
+            l.requires_grad_(False)
+            for m in l.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
 
 def options(doc:str=__doc__)->argparse.ArgumentParser:
     "The options: a recipe and any of its settings, the images, the seed"
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument('--recipe', default='bccd', help='the recipe of ssd_nbs.config.RECIPES the other options change')
     for o,t in [('arch',str), ('stride',int), ('epochs',int), ('lr',float), ('bs',int), ('size',int), ('grids',str), ('nh',int),
-                ('zooms',str), ('freeze_epochs',int), ('body_lr_div',float), ('head_lr_div',float)]:
+                ('zooms',str), ('freeze_epochs',int), ('body_lr_div',float), ('head_lr_div',float),
+                ('gamma',float), ('match_iou',float)]:
         p.add_argument('--'+o.replace('_', '-'), type=t, default=None, help="default: the recipe's")
     p.add_argument('--pretrained', action=argparse.BooleanOptionalAction, default=None, help="default: the recipe's")
     p.add_argument('--fit-anchors', action='store_true', help="zooms and ratios fitted to the training boxes (ssd-train's)")

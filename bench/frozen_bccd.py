@@ -13,20 +13,8 @@ training of each run; any other option is `bccd_body.py`'s (e.g. `--epochs`)."""
 import sys, json
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bccd_body import options, parse, run
+from bccd_body import options, parse, run, FreezeAt
 from benchutil import table
-from fastai.vision.all import Callback
-from torch import nn
-
-class FreezeAt(Callback):
-    "The body's first `n` children (stem + 3 blocks: 6) without gradients, their BatchNorms in eval, in every epoch"
-    order = 1  # after `TrainEvalCallback` (-10), which puts the model in train mode
-    def __init__(self, n:int=6): self.n = n
-    def before_train(self):
-        for l in list(self.learn.model.body)[:self.n]:          # after fastai's `freeze`/`unfreeze` (`fit_run`)
-            l.requires_grad_(False)
-            for m in l.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm): m.eval()
 
 ARMS = dict(baseline=lambda: [], frozen=lambda: [FreezeAt()])
 

@@ -16,7 +16,7 @@ from bccd_body import options, parse, run, FreezeAt
 import torch
 from fastai.vision.all import Callback
 from ssd_nbs.core import plain
-from ssd_nbs.anchors import match_anchors, encode_boxes, activ_to_bbox
+from ssd_nbs.anchors import match_anchors, activ_to_bbox
 from ssd_nbs.loss import SSDLoss, _BCEOneHot, bce_loss
 from ssd_nbs.report import save_errors
 
@@ -44,7 +44,7 @@ class GIoULoss(SSDLoss):
         n_pos = max(len(b), 1)
         act, gt = box_act[b,a], bboxes[b,g]
         bb = self.w*(1 - giou(activ_to_bbox(act, anc[a]), gt)).sum()
-        if self.l1: bb = bb + self.l1*(act - encode_boxes(gt, self.anchor_code(anc)[a])).abs().sum()
+        if self.l1: bb = bb + self.l1*(act - self.coder.encode(gt, anc[a])).abs().sum()
         if self.gamma == 0: cl = _BCEOneHot.apply(clas, b, a, l)
         else:
             targ = torch.zeros_like(clas); targ[b,a,l] = 1.

@@ -1,6 +1,10 @@
-"The console commands `ssd-train`, `ssd-data` and `ssd-predict`, run for real in subprocesses on a dozen tiny images."
-import json, os, shutil, signal, subprocess, sys, time
+"""The console commands `ssd-train`, `ssd-data` and `ssd-predict` on a dozen tiny images. Each runs for real in a
+subprocess at least once (as installed); the other runs call the commands' entry points (`train_main`, ...: what the
+console scripts run) in this process, as each process that imports torch and fastai costs about 5 CPU seconds."""
+import io, json, os, shutil, signal, subprocess, sys, time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 import pytest
 import torch
 
@@ -9,6 +13,7 @@ from ssd_nbs.data import make_shapes
 from ssd_nbs.readers import voc_items
 from ssd_nbs.detector import load_detector
 from ssd_nbs.train import Checkpoint
+from ssd_nbs.cli import train_main, data_main, predict_main
 
 def _cmd(name):
     "The installed console script `name` (next to this Python, else on PATH)"
@@ -23,11 +28,17 @@ def _env(tmp):
 def run(tmp, name, *args):
     return subprocess.run([_cmd(name), *map(str, args)], capture_output=True, text=True, env=_env(tmp), timeout=300)
 
-def run_all(tmp, cmds):
-    "Run several commands at once (the error cases are mostly start-up time); their results, in order"
-    ps = [subprocess.Popen([_cmd(n), *map(str, a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=_env(tmp)) for n,*a in cmds]
-    return [(p.wait(timeout=300), *p.communicate()) for p in ps]
+MAINS = {'ssd-train': train_main, 'ssd-data': data_main, 'ssd-predict': predict_main}
+
+def main(tmp, name, *args):
+    "`(exit code, stdout, stderr)` of command `name` run in this process, with the environment of `run`"
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), mock.patch.dict(os.environ, _env(tmp)):
+        try: MAINS[name]([str(a) for a in args]); code = 0
+        except SystemExit as e: code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+def main_all(tmp, cmds): return [main(tmp, *c) for c in cmds]
 
 TINY = ('--size', 64, '--epochs', 1, '--bs', 4, '--grids', '4,2,1')
 
@@ -74,23 +85,21 @@ def test_train_on_coco_json(tmp, voc):
     shutil.copytree(voc/'JPEGImages', tmp/'coco'/'images')                              # images/ next to the json
     js.write_text(json.dumps(dict(images=[dict(id=j, file_name=f.name) for j,f in enumerate(files)], annotations=anns,
                                   categories=[dict(id=i+1, name=c) for i,c in enumerate(cats)])))
-    r = run(tmp, 'ssd-train', '--data', js, '--format', 'coco', *TINY, '--ratios', '1:1', '--zooms', '1', '--out', tmp/'crun')
-    assert r.returncode == 0, r.stderr
+    rc, out, err = main(tmp, 'ssd-train', '--data', js, '--format', 'coco', *TINY, '--ratios', '1:1', '--zooms', '1', '--out', tmp/'crun')
+    assert rc == 0, err
     m = json.loads((tmp/'crun'/'metrics.json').read_text())
     assert (m['settings']['n_train'], m['settings']['n_valid']) == (10, 2) and m['settings']['format'] == 'coco'
     assert m['settings']['ratios'] == [[1,1]]
 
 @pytest.fixture(scope='module')
 def recipe_runs(tmp, voc):
-    """At once: --stride 16 with --no-fit-anchors (stdout to a log file), a --time 2m budget, and ssd-data"""
-    log = tmp/'stride16.log'
-    with open(log, 'w') as f:
-        p = subprocess.Popen([_cmd('ssd-train'), '--data', str(voc), '--size', '64', '--epochs', '2', '--bs', '4', '--stride', '16',
-                              '--no-fit-anchors', '--out', str(tmp/'s16')], stdout=f, stderr=subprocess.PIPE, text=True, env=_env(tmp))
-        others = run_all(tmp, [('ssd-train', '--data', voc, '--size', 64, '--bs', 4, '--grids', '4,2,1', '--time', '2m', '--out', tmp/'t2m'),
-                               ('ssd-data', '--data', voc, '--size', 64, '--out', tmp/'dd')])
-        p.wait(timeout=300)
-    return dict(s16=(p.returncode, log.read_text(), p.stderr.read()), time=others[0], data=others[1])
+    """`ssd-data` in a subprocess while, in this process, --stride 16 with --no-fit-anchors and a --time 30s budget run"""
+    data = subprocess.Popen([_cmd('ssd-data'), '--data', str(voc), '--size', '64', '--out', str(tmp/'dd')],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp))
+    s16 = main(tmp, 'ssd-train', '--data', voc, '--size', 64, '--epochs', 2, '--bs', 4, '--stride', 16, '--no-fit-anchors',
+               '--out', tmp/'s16')
+    t = main(tmp, 'ssd-train', '--data', voc, '--size', 64, '--bs', 4, '--grids', '4,2,1', '--time', '30s', '--out', tmp/'t30')
+    return dict(s16=s16, time=t, data=(data.wait(timeout=300), *data.communicate()))
 
 def test_stride_16_and_no_fit_anchors_with_one_log_line_an_epoch(tmp, recipe_runs):
     rc, out, err = recipe_runs['s16']
@@ -105,10 +114,10 @@ def test_stride_16_and_no_fit_anchors_with_one_log_line_an_epoch(tmp, recipe_run
 def test_time_budget_chooses_and_records_the_epochs(tmp, recipe_runs):
     rc, out, err = recipe_runs['time']
     assert rc == 0, err
-    m = _metrics(tmp/'t2m')
-    assert m['settings']['time'] == 120 and m['epochs'] == m['settings']['epochs'] == m['derived']['epochs']['value'] >= 1
-    assert 'a time budget of 120s' in m['derived']['epochs']['reason'] and f"--epochs {m['epochs']}: a time budget" in out
-    assert (tmp/'t2m'/'model.safetensors').is_file() and len(m['history']) == m['epochs']
+    m = _metrics(tmp/'t30')
+    assert m['settings']['time'] == 30 and m['epochs'] == m['settings']['epochs'] == m['derived']['epochs']['value'] >= 1
+    assert 'a time budget of 30s' in m['derived']['epochs']['reason'] and f"--epochs {m['epochs']}: a time budget" in out
+    assert (tmp/'t30'/'model.safetensors').is_file() and len(m['history']) == m['epochs']
 
 def test_ssd_data_prints_the_derived_recipe(tmp, recipe_runs):
     rc, out, err = recipe_runs['data']
@@ -172,7 +181,7 @@ def test_errors_are_one_line_and_write_nothing(tmp, voc, run_dir):
         (('ssd-predict', tmp/'e'/'other.pkl', voc, '--out', tmp/'e'/'o6'), str(tmp/'e'/'other.pkl')),
         (('ssd-predict', model, tmp/'e'/'broken.jpg', '--out', tmp/'e'/'o7'), str(tmp/'e'/'broken.jpg')),   # no readable image
     ]
-    for (cmd,want),(rc,out,err) in zip(cases, run_all(tmp, [c for c,_ in cases])):
+    for (cmd,want),(rc,out,err) in zip(cases, main_all(tmp, [c for c,_ in cases])):
         assert rc == 1, (cmd, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and 'Traceback' not in err, (cmd, err)
@@ -183,13 +192,13 @@ def test_errors_are_one_line_and_write_nothing(tmp, voc, run_dir):
 
 @pytest.fixture(scope='module')
 def runs(tmp, voc, run_dir):
-    """More runs, at once: a twin of `run_dir` (with --fp16, a no-op on a CPU), one with a far too high learning rate,
-    and a 1-epoch run resumed to 2 epochs (from a copy of `run_dir`)"""
+    """More runs, in this process: a twin of `run_dir` (with --fp16, a no-op on a CPU), one with a far too high learning
+    rate, and a 1-epoch run resumed to 2 epochs (from a copy of `run_dir`)"""
     shutil.copytree(run_dir[0], tmp/'resumed')
     cmds = {'twin': ('ssd-train', '--data', voc, *TINY, '--fp16', '--out', tmp/'twin'),
             'nan': ('ssd-train', '--data', voc, *TINY, '--lr', 1e6, '--out', tmp/'nan'),
             'resumed': ('ssd-train', '--data', voc, *TINY, '--epochs', 2, '--resume', '--out', tmp/'resumed')}
-    return dict(zip(cmds, run_all(tmp, list(cmds.values()))))
+    return dict(zip(cmds, main_all(tmp, list(cmds.values()))))
 
 def _metrics(d): return json.loads((d/'metrics.json').read_text())
 
@@ -234,8 +243,8 @@ def test_killed_run_leaves_no_model_and_resumes(tmp, voc):
     assert not (out/'model.safetensors').exists()                                                # 3 epochs were still to come
     done = Checkpoint.load(out/'checkpoint.pth').epoch
     assert 1 <= done < 4
-    r = run(tmp, 'ssd-train', '--data', voc, *TINY, '--epochs', 4, '--resume', '--out', out)
-    assert r.returncode == 0, r.stderr
+    rc, _, err = main(tmp, 'ssd-train', '--data', voc, *TINY, '--epochs', 4, '--resume', '--out', out)
+    assert rc == 0, err
     m = _metrics(out)
     assert m['epochs'] == 4 and [h['epoch'] for h in m['history']] == [0, 1, 2, 3]
     load_detector(out/'model.safetensors')
@@ -258,9 +267,9 @@ def test_predict_opens_a_model_pkl_of_version_0_1(tmp):
     "`tests/fixtures/model_v1.pkl` was written by ssd-train 0.1; ssd-predict gives the detections recorded with it"
     fx = Path(__file__).parent/'fixtures'
     want = json.loads((fx/'model_v1_preds.json').read_text())
-    r = run(tmp, 'ssd-predict', fx/'model_v1.pkl', *[fx/o['file'] for o in want], '--out', tmp/'v1',
-            '--score-thresh', 0.01, '--max-det', 5)
-    assert r.returncode == 0, r.stderr
+    rc, out, err = main(tmp, 'ssd-predict', fx/'model_v1.pkl', *[fx/o['file'] for o in want], '--out', tmp/'v1',
+                        '--score-thresh', 0.01, '--max-det', 5)
+    assert rc == 0, err
     got = json.loads((tmp/'v1'/'detections.json').read_text())['images']
     for w,g in zip(want, got):
         assert g['labels'] == w['labels'] and g['scores'] == pytest.approx(w['scores'], abs=2e-4)

@@ -11,7 +11,8 @@ are, after the shell lines (the one that promises to need only numpy, PIL and on
 and torch made unimportable). A command line that is neither run nor excluded fails the test, and so does an
 exclusion that no longer matches a line.
 
-The costs stay small through the data only: the commands are the pages', whatever their `--epochs` or `--size`."""
+The costs stay small through the data only: the commands are the pages', whatever their `--epochs` or `--size`; the
+two lines of `SLOW` (trainings at 320 px whose path a lighter test runs) run only with `pytest --slow`."""
 import json, os, re, shutil, subprocess, sys
 from pathlib import Path
 import pytest
@@ -27,6 +28,12 @@ EXCLUDED = {
     'pip install -e ".[dev]" && nbdev_test --timing && pytest tests': 'the test suite itself',
     'pip install -e ".[dev]" && jupyter lab nbs': 'starts a notebook server and waits for a browser',
     'pip install -e ".[onnx]"                      # onnx, onnxruntime': 'installs packages',
+}
+SLOW = {  # lines run only with `pytest --slow` (or SSD_SLOW=1): long trainings whose path a lighter test runs
+    'ssd-train --data path/to/labelimg_folder --size 320 --epochs 10 --out run320   # XML and images (LabelImg), 320 px, 10 epochs':
+        "10 epochs at 320 px; test_sources trains on a LabelImg folder, test_cli sets --size and --epochs",
+    'ssd-train --data path/to/voc_folder --recipe bccd --epochs 25 --out bccd_run --resume   # go on from the last epoch':
+        '5 more epochs at 320 px; test_cli resumes a run (and a killed run) with more --epochs',
 }
 SHELL, PYTHON = ('bash', 'sh', 'shell', 'console'), ('python', 'py')
 
@@ -54,8 +61,8 @@ def test_every_command_line_is_run_or_excluded():
     assert RUN and len(python_blocks(TEXT)) >= 2, 'the README and its guides have no commands to run?'
     assert {nb.stem for nb in GUIDES} >= {'33_your_data', '36_deploy_guide'}, GUIDES
     assert all(f'nbs/library/{nb.name}' in README.read_text() for nb in GUIDES), 'a guide page that the README does not link'
-    stale = [l for l in EXCLUDED if l not in lines]
-    assert not stale, f'EXCLUDED names lines the README no longer has: {stale}'
+    stale = [l for l in [*EXCLUDED, *SLOW] if l not in lines]
+    assert not stale, f'EXCLUDED or SLOW names lines the README no longer has: {stale}'
     assert all(l in RUN or l in EXCLUDED for l in lines)
     assert all(not l.startswith(('pip ', 'jupyter', 'nbdev_test', '.ci/')) for l in RUN), RUN
 
@@ -128,10 +135,12 @@ def _outputs(line:str)->list: # the files a command line must leave behind
     return []
 
 @pytest.fixture(scope='module')
-def ran(here):
+def ran(here, request):
     "Every command line, in the README's order (later lines use what earlier ones wrote): {line: CompletedProcess}"
+    from conftest import run_slow
     res = {}
     for l in RUN:
+        if l in SLOW and not run_slow(request.config): continue
         t0 = _children_cpu()
         res[l] = subprocess.run(l, shell=True, cwd=here, env=_env(here), capture_output=True, text=True, timeout=900)
         print(f'{_children_cpu()-t0:6.1f} CPU s  {l}')
@@ -142,7 +151,7 @@ def _children_cpu()->float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
 
-@pytest.mark.parametrize('line', RUN)
+@pytest.mark.parametrize('line', [pytest.param(l, marks=pytest.mark.slow) if l in SLOW else l for l in RUN])
 def test_command_runs_as_written(ran, here, line):
     r = ran[line]
     assert r.returncode == 0, f'{line}\n{r.stderr[-3000:]}'
@@ -150,16 +159,20 @@ def test_command_runs_as_written(ran, here, line):
     for o in _outputs(line): assert (here/o).is_file(), (line, o)
 
 def test_what_the_commands_wrote(ran, here):
-    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('my_run', 'bccd_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')}
-    assert {k: v['settings']['layout'] for k,v in m.items()} == dict(my_run='voc', bccd_run='voc', run320='voc', csv_run='csv', yolo_run='yolo', coco_run='coco')
+    slow = len(ran) == len(RUN)                                            # the SLOW lines ran too
+    m = {k: json.loads((here/k/'metrics.json').read_text()) for k in ('my_run', 'bccd_run', 'run320', 'csv_run', 'yolo_run', 'coco_run')
+         if slow or k != 'run320'}
+    assert {k: v['settings']['layout'] for k,v in m.items()} == {**dict(my_run='voc', bccd_run='voc', csv_run='csv', yolo_run='yolo',
+                                                                         coco_run='coco'), **(dict(run320='voc') if slow else {})}
     d = m['my_run']['derived']                                           # no --recipe: chosen from the data, with reasons
     assert {'grids', 'stride', 'zooms', 'ratios', 'epochs'} <= set(d) and all(v['reason'] for v in d.values())
     assert m['my_run']['settings']['grids'] == d['grids']['value'] and m['my_run']['epochs'] == d['epochs']['value']
     assert not m['bccd_run'].get('derived')                              # --recipe: nothing derived
     assert m['csv_run']['settings']['time'] == 60 and m['csv_run']['epochs'] == m['csv_run']['derived']['epochs']['value']
-    assert m['bccd_run']['epochs'] == 25 and m['bccd_run']['settings']['size'] == 320      # resumed from 20 to 25
-    assert m['run320']['settings']['size'] == 320 and m['run320']['epochs'] == 10
-    assert m['run320']['settings']['arch'] == 'efficientnet_lite0' and m['run320']['settings']['pretrained'] is True   # --data: a body that sees
+    assert m['bccd_run']['epochs'] == (25 if slow else 20) and m['bccd_run']['settings']['size'] == 320  # resumed from 20 to 25
+    if slow:
+        assert m['run320']['settings']['size'] == 320 and m['run320']['epochs'] == 10
+        assert m['run320']['settings']['arch'] == 'efficientnet_lite0' and m['run320']['settings']['pretrained'] is True   # --data: a body that sees
     assert m['csv_run']['settings']['split'] == 'train_labels.csv and test_labels.csv'
     assert m['coco_run']['settings']['arch'] == 'efficientnet_lite0' and m['coco_run']['settings']['pretrained'] is True
     assert 'ImageSets/Main/trainval.txt and test.txt' == m['bccd_run']['settings']['split'] == m['my_run']['settings']['split']

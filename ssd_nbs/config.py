@@ -155,8 +155,9 @@ def build_ssd(cfg:SSDConfig, # the settings
 SHAPES = SSDConfig()
 BCCD_SCRATCH = SSDConfig(size=320, grids=(20,10,5,3,1), nh=64, stem_ks=3, fine_ks=3, match_iou=0.4, epochs=20, bs=8, lr=1e-2)
 BCCD = replace(BCCD_SCRATCH, arch='efficientnet_lite0', stride=8, grids=(40,20,10,5,3,1), zooms=(1., 1.3, 3.364),
-               epochs=20, body_lr_div=10., head_lr_div=1.)
-DATA = replace(BCCD, grids=None, zooms=SHAPES.zooms)  # real images of your own: BCCD's, grids from the body, zooms not fitted
+               epochs=20, body_lr_div=10., head_lr_div=1., freeze_at=6)
+DATA = replace(BCCD, grids=None, zooms=SHAPES.zooms, freeze_at=0)  # real images of your own: BCCD's, grids from the body,
+                                                                  # zooms not fitted, the whole body trained
 RECIPES = dict(shapes=SHAPES, data=DATA, bccd=BCCD, bccd_scratch=BCCD_SCRATCH)  # by name, for `ssd-train --recipe`
 
 

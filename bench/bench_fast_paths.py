@@ -18,17 +18,12 @@ from ssd_nbs.config import SHAPES, BCCD_SCRATCH, build_ssd
 from ssd_nbs.anchors import greedy_match
 from ssd_nbs.loss import SSDLoss, bce_loss
 from bench_train_step import batch
+from benchutil import matches
 
 class PlainSSDLoss(SSDLoss):
     "`SSDLoss` with the plain references: `greedy_match` and `bce_loss`"
     def parts(self, preds, bboxes, labels):
-        box_act,clas = plain(*preds)
-        bboxes,labels = plain(bboxes, labels.long())
-        anc = self.anchors.to(box_act.device)
-        m = greedy_match(bboxes, anc, self.match_iou, valid=labels > 0)
-        b,a = (m >= 0).nonzero(as_tuple=True)
-        g = m[b,a]; l = labels[b,g]
-        n_pos = max(len(b), 1)
+        box_act,clas,bboxes,anc,(b,a,g,l),n_pos = matches(self, preds, bboxes, labels, greedy_match)
         bb = (box_act[b,a] - self.coder.encode_coded(bboxes[b,g], self.coder.code(anc)[a])).abs().sum()
         targ = torch.zeros_like(clas); targ[b,a,l] = 1.
         return bb/n_pos, bce_loss(clas[...,1:], targ[...,1:], self.gamma, self.alpha)/n_pos

@@ -120,3 +120,14 @@ def setup_reps(doc:str, what:str):
     info = setup(args)
     torch.manual_seed(0)
     return args, info, args.reps or (3 if args.quick else 20), torch.Generator().manual_seed(0)
+
+def matches(loss, preds, bboxes, labels, match):
+    "The start of `SSDLoss.parts` for a variant of it: (box activations, class scores, boxes, anchors, (b, a, g, l), n_pos)"
+    from ssd_nbs.core import plain
+    box_act,clas = plain(*preds)
+    bboxes,labels = plain(bboxes, labels.long())
+    anc = loss.anchors.to(box_act.device)
+    m = match(bboxes, anc, loss.match_iou, valid=labels > 0)              # (bs, n_anchors) matched object or -1
+    b,a = (m >= 0).nonzero(as_tuple=True)
+    g = m[b,a]
+    return box_act, clas, bboxes, anc, (b, a, g, labels[b,g]), max(len(b), 1)

@@ -19,6 +19,7 @@ from ssd_nbs.core import plain
 from ssd_nbs.anchors import match_anchors, activ_to_bbox
 from ssd_nbs.loss import SSDLoss, _BCEOneHot, bce_loss
 from ssd_nbs.report import save_errors
+from benchutil import matches
 
 def giou(a, b): # (n, 4) boxes x1y1x2y2, (n, 4) -> (n,) generalised IoU of each pair
     "GIoU of pairs of boxes: IoU minus the share of their enclosing box that neither covers"
@@ -35,13 +36,7 @@ class GIoULoss(SSDLoss):
     def __init__(self, base:SSDLoss, w:float=2., l1:float=1.):
         self.__dict__.update(base.__dict__); self.w,self.l1 = w,l1
     def parts(self, preds, bboxes, labels):
-        box_act,clas = plain(*preds)
-        bboxes,labels = plain(bboxes, labels.long())
-        anc = self.anchors.to(box_act.device)
-        m = match_anchors(bboxes, anc, self.match_iou, valid=labels > 0)
-        b,a = (m >= 0).nonzero(as_tuple=True)
-        g = m[b,a]; l = labels[b,g]
-        n_pos = max(len(b), 1)
+        box_act,clas,bboxes,anc,(b,a,g,l),n_pos = matches(self, preds, bboxes, labels, match_anchors)
         act, gt = box_act[b,a], bboxes[b,g]
         bb = self.w*(1 - giou(activ_to_bbox(act, anc[a]), gt)).sum()
         if self.l1: bb = bb + self.l1*(act - self.coder.encode(gt, anc[a])).abs().sum()
@@ -86,37 +81,40 @@ ARMS = dict(frozen=({}, None), e30=(dict(epochs=30), None), e40=(dict(epochs=40)
             giou_only=({}, lambda l: GIoULoss(l, 2., 0.)), focal=(dict(gamma=2.), None),
             e30giou=(dict(epochs=30), lambda l: GIoULoss(l, 2., 1.)), s384giou=(S384, lambda l: GIoULoss(l, 2., 1.)))
 
-p = options(__doc__)
-p.add_argument('--seeds', default='42', help='comma-separated seeds')
-p.add_argument('--arm', default='frozen', help=f'one of: {", ".join(ARMS)}')
-p.add_argument('--errors-dir', default='bench/results/recipe_bccd_runs')
-p.add_argument('--table', action='store_true', help="print the table of `--out`'s runs (mean of the seeds too) and stop")
-a = parse(p)
-if a.table: print(runs_table(json.loads(Path(a.out).read_text())['runs'])); sys.exit()
-sets, wrap = ARMS[a.arm]
-for k,v in sets.items():
-    if a.quick and k in ('size', 'grids', 'zooms'): continue
-    setattr(a, k, v)
-out = Path(a.out) if a.out else None
-for seed in map(int, a.seeds.split(',')):
-    a.seed = seed
-    keep = Keep()
-    r = run(a, [FreezeAt(), keep] + ([WrapLoss(wrap)] if wrap else []))
-    c0 = time.process_time()
-    d = Path(a.errors_dir)/f'{a.arm}-seed{seed}'; d.mkdir(parents=True, exist_ok=True)
-    rep = save_errors(keep.kept, d)
-    P,T,sizes,files = keep.kept.error_preds(keep.kept.dls[1])         # every detection, for `bccd_background.py`
-    (d/'preds.json').write_text(json.dumps(dict(files=[str(o) for o in files], sizes=sizes,
-        preds=[dict(boxes=b.tolist(), labels=list(map(str, l)), scores=s.tolist()) for b,l,s in P],
-        targets=[dict(boxes=b.tolist(), labels=list(map(str, l))) for b,l in T])))
-    row = dict(arm=a.arm, seed=seed, mAP=r['mAP'], **r['per_class'], train_cpu_s=r['train_cpu_seconds'],
-               errors={k: v['dAP'] for k,v in rep['errors'].items()}, counts={k: v['count'] for k,v in rep['errors'].items()},
-               fp_dAP=rep['special']['FalsePos'], report_cpu_s=round(time.process_time()-c0))
-    print(json.dumps(row), flush=True)
-    if out:                                                    # two runs may finish at once: one writes at a time
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out.with_suffix('.lock'), 'w') as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)
-            runs = json.loads(out.read_text())['runs'] if out.exists() else []
-            runs = [o for o in runs if (o['arm'], o['seed']) != (a.arm, seed)] + [dict(row, run=r)]
-            out.write_text(json.dumps(dict(bench='recipe_bccd', runs=runs), indent=1) + '\n')
+def main():
+    p = options(__doc__)
+    p.add_argument('--seeds', default='42', help='comma-separated seeds')
+    p.add_argument('--arm', default='frozen', help=f'one of: {", ".join(ARMS)}')
+    p.add_argument('--errors-dir', default='bench/results/recipe_bccd_runs')
+    p.add_argument('--table', action='store_true', help="print the table of `--out`'s runs (mean of the seeds too) and stop")
+    a = parse(p)
+    if a.table: print(runs_table(json.loads(Path(a.out).read_text())['runs'])); sys.exit()
+    sets, wrap = ARMS[a.arm]
+    for k,v in sets.items():
+        if a.quick and k in ('size', 'grids', 'zooms'): continue
+        setattr(a, k, v)
+    out = Path(a.out) if a.out else None
+    for seed in map(int, a.seeds.split(',')):
+        a.seed = seed
+        keep = Keep()
+        r = run(a, [FreezeAt(), keep] + ([WrapLoss(wrap)] if wrap else []))
+        c0 = time.process_time()
+        d = Path(a.errors_dir)/f'{a.arm}-seed{seed}'; d.mkdir(parents=True, exist_ok=True)
+        rep = save_errors(keep.kept, d)
+        P,T,sizes,files = keep.kept.error_preds(keep.kept.dls[1])         # every detection, for `bccd_background.py`
+        (d/'preds.json').write_text(json.dumps(dict(files=[str(o) for o in files], sizes=sizes,
+            preds=[dict(boxes=b.tolist(), labels=list(map(str, l)), scores=s.tolist()) for b,l,s in P],
+            targets=[dict(boxes=b.tolist(), labels=list(map(str, l))) for b,l in T])))
+        row = dict(arm=a.arm, seed=seed, mAP=r['mAP'], **r['per_class'], train_cpu_s=r['train_cpu_seconds'],
+                   errors={k: v['dAP'] for k,v in rep['errors'].items()}, counts={k: v['count'] for k,v in rep['errors'].items()},
+                   fp_dAP=rep['special']['FalsePos'], report_cpu_s=round(time.process_time()-c0))
+        print(json.dumps(row), flush=True)
+        if out:                                                    # two runs may finish at once: one writes at a time
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out.with_suffix('.lock'), 'w') as lk:
+                fcntl.flock(lk, fcntl.LOCK_EX)
+                runs = json.loads(out.read_text())['runs'] if out.exists() else []
+                runs = [o for o in runs if (o['arm'], o['seed']) != (a.arm, seed)] + [dict(row, run=r)]
+                out.write_text(json.dumps(dict(bench='recipe_bccd', runs=runs), indent=1) + '\n')
+
+if __name__ == '__main__': main()

@@ -8,6 +8,8 @@ import re, importlib.resources
 from pathlib import Path
 import torch, torchvision
 from torch import nn, Tensor
+from .files import SettingError, first_line
+
 
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'INCEPTION_STATS', 'ARCHS', 'NoWeightsError', 'lite_weights_file', 'lite_to_timm', 'Renorm',
@@ -155,16 +157,14 @@ ARCHS = dict(tiny_resnet=tiny_resnet, tiny_cnn=tiny_cnn, efficientnet_lite0=effi
              efficientnet_lite1=efficientnet_lite1, efficientnet_lite2=efficientnet_lite2)
 
 def get_arch(name:str): # a name of `ARCHS` or a model function of `torchvision.models`
-    "The model function called `name`"
+    "The model function called `name`, or a `SettingError` naming the setting `arch`"
     f = ARCHS.get(name) or getattr(torchvision.models, name, None)
     if name.startswith('_') or not callable(f) or isinstance(f, type):
-        raise ValueError(f'{name!r} is not a model function: use one of {", ".join(ARCHS)} or of torchvision.models '
+        raise SettingError('arch', f'{name!r} is not a model function: use one of {", ".join(ARCHS)} or of torchvision.models '
                          f'(resnet18, resnet34, ...)')
     return f
 
 # %% ../nbs/course/02_body.ipynb #39
-def _first_line(e:Exception)->str: return (str(e).strip().splitlines() or [''])[0][:120]
-
 def load_model(arch, # a model function: `arch(weights=...)` makes the model
                pretrained:bool=True, # ImageNet weights; `NoWeightsError` if they cannot be had
               )->nn.Module:
@@ -174,7 +174,7 @@ def load_model(arch, # a model function: `arch(weights=...)` makes the model
     except NoWeightsError: raise
     except (OSError, RuntimeError) as e:           # no network (URLError), HTTP errors, a bad hash, a cut download
         name = getattr(arch, '__name__', str(arch))
-        raise NoWeightsError(f'could not download the ImageNet weights of {name} ({type(e).__name__}: {_first_line(e)}); '
+        raise NoWeightsError(f'could not download the ImageNet weights of {name} ({type(e).__name__}: {first_line(e)}); '
                              f"offline, use arch='efficientnet_lite0' (--arch efficientnet_lite0), whose weights come "
                              f'with the package, or random weights with pretrained=False (--no-pretrained)') from None
 

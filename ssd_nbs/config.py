@@ -14,22 +14,22 @@ from .core import *
 from .anchors import make_anchors
 from .model import SSDModel
 from .body import make_body, tiny_resnet, tiny_cnn
-from .body import get_arch as body_arch, layer_strides
+from .body import get_arch, layer_strides
 from .model import halving_grids
 from .fit import small_side, cells_needed, fit_anchors, anchor_coverage
 from .loss import SSDLoss
 
 # %% auto #0
 __all__ = ['SHAPES', 'BCCD_SCRATCH', 'BCCD', 'DATA', 'RECIPES', 'parse_grids', 'parse_zooms', 'parse_ratios', 'SSDConfig',
-           'get_arch', 'body_strides', 'config_grids', 'build_ssd', 'derive_config', 'opt_value', 'format_derived']
+           'body_strides', 'config_grids', 'build_ssd', 'derive_config', 'opt_value', 'format_derived']
 
 # %% ../nbs/library/24_config.ipynb #57619e91
 def _tuple(s, conv, opt:str)->tuple:
     "A tuple from `s` ('a,b,c' or an iterable), each item through `conv`; a `SettingError` naming `opt` if that fails"
     items = s.split(',') if isinstance(s, str) else s
     try: res = tuple(conv(o) for o in items)
-    except (ValueError, TypeError) as e: raise SettingError(opt.lstrip('-'), f'{s!r}: cannot read it ({e})') from None
-    if not res: raise SettingError(opt.lstrip('-'), f'{s!r}: no value')
+    except (ValueError, TypeError) as e: raise SettingError(opt, f'{s!r}: cannot read it ({e})') from None
+    if not res: raise SettingError(opt, f'{s!r}: no value')
     return res
 
 def _pos(conv): # `conv`, checking the value is > 0
@@ -39,13 +39,13 @@ def _pos(conv): # `conv`, checking the value is > 0
         return v
     return f
 
-def parse_grids(s)->tuple:  return _tuple(s, _pos(int), '--grids')
-def parse_zooms(s)->tuple:  return _tuple(s, _pos(float), '--zooms')
+def parse_grids(s)->tuple:  return _tuple(s, _pos(int), 'grids')
+def parse_zooms(s)->tuple:  return _tuple(s, _pos(float), 'zooms')
 def _ratio(o): # 'w:h' (or a pair) -> (w, h)
-    r = _tuple(o.split(':') if isinstance(o, str) else o, _pos(float), '--ratios')
+    r = _tuple(o.split(':') if isinstance(o, str) else o, _pos(float), 'ratios')
     if len(r) != 2: raise ValueError(f'{o!r} is not width:height')
     return r
-def parse_ratios(s)->tuple: return _tuple(s, _ratio, '--ratios')
+def parse_ratios(s)->tuple: return _tuple(s, _ratio, 'ratios')
 
 # %% ../nbs/library/24_config.ipynb #ce35b48e
 @dataclass(frozen=True)
@@ -105,11 +105,6 @@ def from_dict(cls:SSDConfig, d:dict)->SSDConfig:
     return cls(**d)
 
 # %% ../nbs/library/24_config.ipynb #472e6c1a
-def get_arch(name:str):
-    "The model function called `name` (one of `ARCHS` of `02_body`, or of `torchvision.models`), or a `SettingError`"
-    try: return body_arch(name)
-    except ValueError as e: raise SettingError('arch', str(e)) from None
-
 def _has_weights(arch)->bool: return arch not in (tiny_resnet, tiny_cnn)   # `pretrained=None`: ImageNet weights where they exist
 
 @patch

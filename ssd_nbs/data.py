@@ -16,10 +16,10 @@ from fastai.vision.all import (DataBlock, ImageBlock, BBoxBlock, BBoxLblBlock, I
 from .readers import voc_xml, short_list
 
 # %% auto #0
-__all__ = ['SHAPES', 'make_shapes', 'ClipBBox', 'SquishResize', 'CachedDL', 'ssd_dls']
+__all__ = ['SHAPE_CLASSES', 'make_shapes', 'ClipBBox', 'SquishResize', 'CachedDL', 'ssd_dls']
 
 # %% ../nbs/course/01_data.ipynb #6
-SHAPES = ('circle', 'square', 'triangle')  # the classes of `make_shapes`
+SHAPE_CLASSES = ('circle', 'square', 'triangle')  # the classes of `make_shapes`
 
 def _colour(rng, sat, val): # (3,) RGB in [0,255] with saturation and value drawn from the ranges `sat` and `val`
     return np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val))) * 255
@@ -38,7 +38,7 @@ def _background(rng, size):
     return c1*(1-t[...,None]) + c2*t[...,None]                             # (size, size, 3)
 
 # %% ../nbs/course/01_data.ipynb #9
-def _shape_mask(kind, # one of `SHAPES`
+def _shape_mask(kind, # one of `SHAPE_CLASSES`
                 box,  # x1,y1,x2,y2 in pixels, x2 and y2 exclusive
                 size, # image side
                 flip=False, # triangle points down
@@ -60,7 +60,7 @@ def _object_sizes(rng, n_max):
 
 def _random_shape(rng, s, size):
     "A random kind, aspect ratio and position for a shape of size `s` (fraction of `size`): `(kind, mask)`"
-    kind = SHAPES[rng.integers(len(SHAPES))]
+    kind = SHAPE_CLASSES[rng.integers(len(SHAPE_CLASSES))]
     w = s*size; h = np.clip(w*np.exp(rng.uniform(-0.3, 0.3)), 4, 0.95*size)   # aspect ratio 3:4 to 4:3
     if rng.random() < 0.5: w,h = h,w
     w,h = int(round(w)), int(round(h))
@@ -129,7 +129,7 @@ def make_shapes(path, # folder for the data set; created if needed
                )->Path:
     "Draw (or find already drawn) a Pascal VOC data set of shapes in `path`"
     path = Path(path)
-    params = dict(version=_SHAPES_VERSION, n=n, size=size, seed=seed, n_max=n_max, valid_pct=valid_pct, classes=list(SHAPES))
+    params = dict(version=_SHAPES_VERSION, n=n, size=size, seed=seed, n_max=n_max, valid_pct=valid_pct, classes=list(SHAPE_CLASSES))
     if p_empty: params['p_empty'] = p_empty                            # sets drawn without it stay valid
     if _is_set(path, params): return path
     if path.exists() and any(path.iterdir()) and _shapes_params(path) is None:

@@ -104,12 +104,12 @@ def dirty_example(): # objs [(label, box in pixels)], w, h
 def check_dirty_counts(answer:dict|None)->Verdict: # {'kept': n, 'clipped': n, 'dropped': n} boxes of `dirty_example()`
     "01_data: how many boxes of `dirty_example()` `voc_items` keeps (clipped ones included), clips and drops"
     from collections import defaultdict
-    from ssd_nbs.data import SHAPES
+    from ssd_nbs.data import SHAPE_CLASSES
     from ssd_nbs.readers import clean_boxes
     if answer is None or None in dict(answer).values(): return NOT_YET
     objs,w,h = dirty_example()
     issues = defaultdict(list)
-    kept,_ = clean_boxes(objs, w, h, SHAPES, 'x', issues)
+    kept,_ = clean_boxes(objs, w, h, SHAPE_CLASSES, 'x', issues)
     n = {k: len(v) for k,v in issues.items()}
     want = {'kept': len(kept), 'clipped': sum(v for k,v in n.items() if 'clipped' in k), 'dropped': len(objs)-len(kept)}
     return _say({k: int(v) for k,v in answer.items()} == want, f'not {dict(answer)}: it is {want}')

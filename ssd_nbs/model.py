@@ -35,7 +35,7 @@ class OutConv(nn.Module):
         y = self.conv(x)
         return flatten_conv(y[:,:self.n_box], self.k), flatten_conv(y[:,self.n_box:], self.k)
     def _load_from_state_dict(self, sd, prefix, *args, **kwargs):
-        if prefix+'bbox.weight' in sd:                  # written when the block was two convs: `bbox`, then `clas`
+        if prefix+'bbox.weight' in sd:                  # a state dict with two convs, `bbox` then `clas`: one conv
             for p in ('weight', 'bias'): sd[f'{prefix}conv.{p}'] = torch.cat([sd.pop(f'{prefix}bbox.{p}'), sd.pop(f'{prefix}clas.{p}')])
         super()._load_from_state_dict(sd, prefix, *args, **kwargs)
 

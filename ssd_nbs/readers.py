@@ -15,9 +15,9 @@ from PIL import Image
 from .files import DataError, SettingError, first_line
 
 # %% auto #0
-__all__ = ['CSV_HEADER', 'VOCAnnotation', 'IMG_EXTS', 'SHAPES_VALID', 'LAYOUTS', 'VOCWarning', 'short_list', 'clean_boxes',
-           'voc_xml', 'to_voc', 'to_csv', 'to_yolo', 'to_coco', 'parse_voc_xml', 'split_names', 'voc_items',
-           'clean_items', 'csv_items', 'yolo_items', 'coco_items', 'bccd_path', 'cache_dir', 'shapes_data',
+__all__ = ['CSV_HEADER', 'VOCAnnotation', 'IMG_EXTS', 'SHAPES_TRAIN', 'SHAPES_VALID', 'LAYOUTS', 'VOCWarning', 'short_list',
+           'clean_boxes', 'voc_xml', 'to_voc', 'to_csv', 'to_yolo', 'to_coco', 'parse_voc_xml', 'split_names',
+           'voc_items', 'clean_items', 'csv_items', 'yolo_items', 'coco_items', 'bccd_path', 'cache_dir', 'shapes_data',
            'voc_splits', 'random_split', 'detect_layout', 'DataSource', 'read_data', 'data_items', 'describe']
 
 # %% ../nbs/library/21_readers.ipynb #r010
@@ -540,13 +540,13 @@ def bccd_path()->Path:
     return p
 
 # %% ../nbs/library/21_readers.ipynb #r090
-SHAPES_VALID = 200  # validation images of the synthetic shapes
+SHAPES_TRAIN, SHAPES_VALID = 12000, 200  # training and validation images of the synthetic shapes
 
 def cache_dir()->Path:
     "Where generated data goes: `$SSD_NBS_CACHE`, else `~/.cache/ssd_nbs`"
     return Path(os.environ.get('SSD_NBS_CACHE') or Path.home()/'.cache'/'ssd_nbs')
 
-def shapes_data(n_train:int=12000, n_valid:int=SHAPES_VALID, size:int=64, seed:int=42)->Path:
+def shapes_data(n_train:int=SHAPES_TRAIN, n_valid:int=SHAPES_VALID, size:int=64, seed:int=42)->Path:
     "The synthetic shapes (VOC folder with `train` and `val` splits), drawn on first use into `cache_dir()`"
     from ssd_nbs.data import make_shapes                                  # the drawing lives with fastai's data tools
     n = n_train + n_valid

@@ -20,7 +20,7 @@ import ssd_nbs
 from .core import *
 from .files import plain_data
 from .data import ssd_dls
-from .readers import shapes_data, read_data, describe
+from .readers import shapes_data, read_data, describe, SHAPES_TRAIN
 from .config import SSDConfig, SHAPES
 from .check import recipe_for
 from .body import NoWeightsError
@@ -217,7 +217,7 @@ def resume_from(fname, cfg:SSDConfig, source:dict)->Checkpoint|None:
     "The checkpoint in `fname` if it was made with `cfg` on the data of `source`; None if there is none; else a `SettingError`"
     p = Path(fname)
     if not p.is_file():
-        warnings.warn(f'--resume: no checkpoint in {p.parent}, so starting from the first epoch'); return None
+        warnings.warn(f'resume: no checkpoint in {p.parent}, so starting from the first epoch'); return None
     ck = Checkpoint.load(p)
     for k,(a,b) in ck.differences(cfg, source).items():
         raise SettingError('resume', f": {p} was made with {k} {plain_data(a)}, not {plain_data(b)}; use the same "
@@ -247,7 +247,7 @@ def _distrib_ctx(learn):
 
 def _fp16(learn):
     if torch.cuda.is_available(): learn.to_fp16()
-    else: warnings.warn('--fp16: no GPU, so training in full precision (fp32) on the CPU')
+    else: warnings.warn('fp16: no GPU, so training in full precision (fp32) on the CPU')
 
 # %% ../nbs/library/28_train.ipynb #3f3fb39a
 def parse_duration(s)->float|None: # '90s', '10m', '1.5h', or a number of seconds -> seconds; None: None
@@ -325,7 +325,7 @@ def _with_budget(learn, cfg:SSDConfig, budget:float, spent:float, derived:dict, 
     "`cfg` (and `learn.model.cfg`) with the epochs that fit `budget` (`_budget_epochs`), added to `derived` with why"
     e, why = _budget_epochs(learn, budget, spent)
     learn.model.cfg = replace(learn.model.cfg, epochs=e); derived['epochs'] = dict(value=e, reason=why)
-    if show: print(f'--epochs {e}: {why}')
+    if show: print(f'epochs {e}: {why}')
     return replace(cfg, epochs=e)
 
 # %% ../nbs/library/28_train.ipynb #4b7d1e90
@@ -364,7 +364,7 @@ def train(data=None, # a data set: a folder or file of Pascal VOC, CSV, YOLO or 
           format:str='auto', # layout of `data`: 'auto' (recognised), or one of `LAYOUTS`
           images=None, # CSV, COCO, VOC: folder of the images, if it is not found
           seed:int=42, # random seed: data split, initial weights, batches
-          n_shapes:int=12000, # synthetic images to draw, when `data` is None
+          n_shapes:int=SHAPES_TRAIN, # synthetic images to draw, when `data` is None
           threads:int=1, # PyTorch threads
           workers:int=0, # data loading processes
           out='ssd_run', # output folder: model.safetensors, metrics.json, predictions.png, checkpoint.pth

@@ -205,7 +205,7 @@ def _metrics(d): return json.loads((d/'metrics.json').read_text())
 def test_same_seed_same_metrics(run_dir, runs, tmp):
     rc,out,err = runs['twin']
     assert rc == 0, err
-    if not torch.cuda.is_available(): assert 'ssd-train: warning: --fp16: no GPU' in err, err
+    if not torch.cuda.is_available(): assert 'ssd-train: warning: fp16: no GPU' in err, err
     a,b = _metrics(run_dir[0]), _metrics(tmp/'twin')
     assert len(a['history']) == len(b['history']) == 1
     for k,v in a['history'][0].items(): assert b['history'][0][k] == pytest.approx(v, rel=1e-5, abs=1e-6), k

@@ -193,7 +193,7 @@ def main():
     print(f"  eager / onnx      {ms['eager']/ms['onnx']:7.2f}   (eager network alone / onnx: {ms['eager_network']/ms['onnx']:.2f})")
     print(f"  onnx / int8       {ms['onnx']/ms['int8']:7.2f}")
     from ssd_nbs.predict import preprocess
-    from ssd_nbs.detector import STATS
+    from ssd_nbs.body import IMAGENET_STATS as STATS
     xn = preprocess([im], det.size, *STATS)
     prof = {k: ort_profile(models[k], xn) for k in ('onnx', 'int8')}
     for k,v in prof.items(): print(f'  onnxruntime {k} by operator: ' + ', '.join(f'{o} {s:.0%}' for o,s in v))

@@ -23,7 +23,7 @@ from bench_train_step import batch
 
 def recipe_step(cfg, bs, size, gen):
     "A training step of `cfg` as `ssd-train` runs it: channels_last model, `frozen_layers` frozen"
-    model,loss = build_ssd(replace(cfg, size=size) if size != cfg.size else cfg, 3)
+    model,loss = build_ssd(replace(cfg, size=size, grids=None) if size != cfg.size else cfg, 3)   # --quick: grids of its size
     model = model.to(memory_format=torch.channels_last)
     frozen = frozen_layers(model)
     for l in frozen: l.requires_grad_(False)

@@ -116,7 +116,7 @@ def test_time_budget_chooses_and_records_the_epochs(tmp, recipe_runs):
     assert rc == 0, err
     m = _metrics(tmp/'t30')
     assert m['settings']['time'] == 30 and m['epochs'] == m['settings']['epochs'] == m['derived']['epochs']['value'] >= 1
-    assert 'a time budget of 30s' in m['derived']['epochs']['reason'] and f"--epochs {m['epochs']}: a time budget" in out
+    assert 'a time budget of 30s' in m['derived']['epochs']['reason'] and f"epochs {m['epochs']}: a time budget" in out
     assert (tmp/'t30'/'model.safetensors').is_file() and len(m['history']) == m['epochs']
 
 def test_ssd_data_prints_the_derived_recipe(tmp, recipe_runs):
